@@ -1,0 +1,520 @@
+//! Stage 2 output: the validated, typed configuration. Every value here has
+//! passed its range and cross-reference checks; code that receives a `Config`
+//! never re-validates.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use ipnet::IpNet;
+
+/// A whole validated halo configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// This node's identity.
+    pub node: Node,
+    /// The admin API, dashboard and metrics listener, when configured.
+    pub admin: Option<Admin>,
+    /// Proxy listeners (tier 3).
+    pub listeners: Vec<Listener>,
+    /// Server pools (tier 3; also health sources for VRRP tracking and GSLB).
+    pub pools: Vec<Pool>,
+    /// Virtual IPs (tier 2).
+    pub vips: Vec<Vip>,
+    /// Global DNS (tier 1), when configured.
+    pub gslb: Option<Gslb>,
+}
+
+impl Config {
+    /// The pool called `name`.
+    #[must_use]
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Unique per node; used in logs, metrics and by peers. Default `"halo"`.
+    pub name: String,
+    /// The site (datacenter / cluster), k8gb's geo tag. Default `"default"`.
+    pub site: String,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Where the admin API listens. Default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+    /// File holding the bearer token for changes, resolved against the config's folder.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[[listener]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Unique listener name.
+    pub name: String,
+    /// Addresses to bind; at least one, none shared with another listener.
+    pub binds: Vec<SocketAddr>,
+    /// What the listener speaks.
+    pub protocol: Protocol,
+    /// Pool for requests no route matches.
+    pub default_pool: Option<String>,
+    /// Expect a PROXY protocol v1/v2 header first.
+    pub accept_proxy: bool,
+    /// Routes, in file order; the most specific match wins.
+    pub routes: Vec<Route>,
+}
+
+/// `listener.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 cleartext.
+    Http,
+    /// HTTP over TLS.
+    Https,
+    /// Plain TCP forwarding.
+    Tcp,
+    /// TLS forwarded untouched, routed by the ClientHello's SNI.
+    TlsPassthrough,
+}
+
+impl Protocol {
+    /// The config spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::Tcp => "tcp",
+            Self::TlsPassthrough => "tls-passthrough",
+        }
+    }
+}
+
+/// `[[listener.route]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Host (HTTP) or SNI (TLS passthrough) to match; `None` matches any host.
+    pub host: Option<HostPattern>,
+    /// Path prefix, always starting with `/`. Default `/`.
+    pub path_prefix: String,
+    /// Target pool (exists).
+    pub pool: String,
+}
+
+/// A host name to match: exact, or a `*.suffix` wildcard. Stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `grafana.apps.example.com`
+    Exact(String),
+    /// `*.apps.example.com`, stored as the suffix with its dot: `.apps.example.com`.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (already lower-case, without port) matches.
+    #[must_use]
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Exact(h) => h == host,
+            // `*` stands for one or more labels, as in HAProxy's and the OpenShift
+            // router's wildcard routes; the bare suffix itself does not match.
+            Self::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+/// `[[pool]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// Unique pool name.
+    pub name: String,
+    /// How a server is chosen.
+    pub balance: Balance,
+    /// Balance over every backup, not only the first (HAProxy `option allbackups`).
+    pub use_all_backups: bool,
+    /// Tries on another server after a connect failure. Default 3.
+    pub retries: u8,
+    /// PROXY protocol towards servers.
+    pub send_proxy: SendProxy,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Active health check; `None` means passive health only.
+    pub check: Option<Check>,
+    /// Passive outlier detection on live traffic.
+    pub passive: Passive,
+    /// Servers, at least one.
+    pub servers: Vec<Server>,
+}
+
+/// `pool.balance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Fewest in-flight requests/connections, weighted.
+    LeastConn,
+    /// Consistent hash of the client address.
+    Source,
+    /// Power of two random choices on in-flight requests.
+    RandomTwo,
+    /// The first server (in file order) with a free slot.
+    First,
+}
+
+/// `pool.send_proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendProxy {
+    /// No PROXY header.
+    Off,
+    /// Text header.
+    V1,
+    /// Binary header.
+    V2,
+}
+
+/// `pool.timeouts`. Defaults follow the OpenShift router's HAProxy settings; none is
+/// infinite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect to a server. Default 5s.
+    pub connect: Duration,
+    /// Server inactivity. Default 30s.
+    pub server: Duration,
+    /// Client inactivity. Default 30s.
+    pub client: Duration,
+    /// Whole request head from the client. Default 10s.
+    pub request_header: Duration,
+    /// Idle time in an upgraded tunnel (WebSocket, TCP). Default 1h.
+    pub tunnel: Duration,
+    /// Time a request may wait for a server slot. Default: `connect`.
+    pub queue: Duration,
+}
+
+/// An active health check (`[pool.check]`, or a GSLB endpoint's `check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// TCP connect or HTTP request.
+    pub kind: CheckKind,
+    /// Port to check instead of the server's.
+    pub port: Option<u16>,
+    /// Time between checks while the state is settled UP. Default 2s.
+    pub interval: Duration,
+    /// Time between checks while the state is changing. Default `interval`.
+    pub fast_interval: Duration,
+    /// Time between checks while fully DOWN. Default `interval`.
+    pub down_interval: Duration,
+    /// One check's whole time budget. Default `interval`.
+    pub timeout: Duration,
+    /// Successes needed to go UP. Default 2.
+    pub rise: u32,
+    /// Failures needed to go DOWN. Default 3.
+    pub fall: u32,
+    /// State before the first check. Default [`InitialState::Up`].
+    pub initial: InitialState,
+    /// Random spread of each interval, in percent (HAProxy `spread-checks`). Default 10.
+    pub spread_percent: u8,
+}
+
+/// What an active check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// TCP connect.
+    Tcp,
+    /// HTTP/1.1 request.
+    Http(HttpCheck),
+}
+
+/// The HTTP part of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// Request method. Default `GET`.
+    pub method: String,
+    /// Request path. Default `/`.
+    pub path: String,
+    /// Host header; default: the server's address.
+    pub host: Option<String>,
+    /// Statuses that mean UP. Default 200-399.
+    pub expect_status: StatusRanges,
+    /// A substring the body must contain.
+    pub expect_body: Option<String>,
+}
+
+/// A set of HTTP status ranges such as `200-299,302`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRanges(pub Vec<RangeInclusive<u16>>);
+
+impl StatusRanges {
+    /// Whether `status` is in one of the ranges.
+    #[must_use]
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&status))
+    }
+}
+
+/// Where a check starts, as HAProxy's `init-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    /// UP, but the first failed check marks it DOWN (HAProxy's default).
+    Up,
+    /// UP, and it takes `fall` failed checks to go DOWN.
+    FullyUp,
+    /// DOWN, but the first good check marks it UP.
+    Down,
+    /// DOWN, and it takes `rise` good checks to go UP.
+    FullyDown,
+}
+
+/// `[pool.passive]`: outlier detection from live traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passive {
+    /// Consecutive errors that mark a server down. Default 10 (HAProxy `error-limit`).
+    pub error_limit: u32,
+    /// Without an active check: how long the first ejection lasts. Default 30s.
+    pub ejection_time: Duration,
+    /// Upper bound of the doubling ejection time. Default 5m.
+    pub max_ejection_time: Duration,
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Self {
+            error_limit: 10,
+            ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[[pool.server]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Unique within its pool.
+    pub name: String,
+    /// Where it is.
+    pub address: ServerAddress,
+    /// 0..=256; 0 takes no new load-balanced traffic. Default 1.
+    pub weight: u16,
+    /// Concurrent requests/connections; 0 = unlimited.
+    pub max_conns: u32,
+    /// Used only when every non-backup server is down.
+    pub backup: bool,
+}
+
+/// A server address: a literal socket address or a name resolved at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddress {
+    /// `10.0.1.10:80`, `[2001:db8::1]:80`
+    Socket(SocketAddr),
+    /// `clus1-infra-0.example.com:80`
+    Name {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl ServerAddress {
+    /// The host part as written (IP or name), for Host headers and logs.
+    #[must_use]
+    pub fn host(&self) -> String {
+        match self {
+            Self::Socket(a) => a.ip().to_string(),
+            Self::Name { host, .. } => host.clone(),
+        }
+    }
+
+    /// The port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Socket(a) => a.port(),
+            Self::Name { port, .. } => *port,
+        }
+    }
+}
+
+impl std::fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Socket(a) => write!(f, "{a}"),
+            Self::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// `[[vip]]`: one VRRP instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vip {
+    /// Unique instance name.
+    pub name: String,
+    /// Interface the addresses live on.
+    pub interface: String,
+    /// Virtual router id, 1..=255.
+    pub vrid: u8,
+    /// 1..=255 (255 = address owner). Default 100.
+    pub priority: u8,
+    /// Advertisement interval. Default 1s.
+    pub advert_interval: Duration,
+    /// VRRP version.
+    pub version: VrrpVersion,
+    /// Virtual addresses, one address family.
+    pub addresses: Vec<IpNet>,
+    /// Unicast peering; `None` = multicast.
+    pub unicast: Option<Unicast>,
+    /// Take over from a lower-priority master. Default true.
+    pub preempt: bool,
+    /// Wait before preempting. Default 0s.
+    pub preempt_delay: Duration,
+    /// What lowers the priority or faults the instance.
+    pub track: Vec<Track>,
+    /// Command run on each transition with name, state, priority.
+    pub notify: Option<PathBuf>,
+}
+
+/// VRRP protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrrpVersion {
+    /// RFC 3768 (IPv4 only; keepalived's default).
+    V2,
+    /// RFC 5798 / RFC 9568.
+    V3,
+}
+
+/// Unicast VRRP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unicast {
+    /// Our source address.
+    pub source: IpAddr,
+    /// The other routers.
+    pub peers: Vec<IpAddr>,
+}
+
+/// One `track` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    /// What is watched.
+    pub target: TrackTarget,
+    /// Priority change while it is down (-253..=253); `None` = fault.
+    pub weight: Option<i16>,
+}
+
+/// What a `track` entry watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackTarget {
+    /// A listener: down when it has no healthy server to send to.
+    Listener(String),
+    /// A TCP connect check.
+    Tcp(SocketAddr),
+}
+
+/// `[gslb]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gslb {
+    /// The zone served, lower-case, without trailing dot.
+    pub zone: String,
+    /// DNS listen addresses (UDP and TCP). Default `0.0.0.0:53`.
+    pub listen: Vec<SocketAddr>,
+    /// NS names of the zone.
+    pub nameservers: Vec<String>,
+    /// Every site known to this node (its own, `gslb.sites`, endpoint and geo
+    /// sites), sorted.
+    pub sites: Vec<String>,
+    /// The other sites' halo DNS endpoints.
+    pub peers: Vec<SocketAddr>,
+    /// How often peers are queried. Default 1s.
+    pub peer_interval: Duration,
+    /// How long an unreachable peer's last answer is kept. Default 30s.
+    pub peer_stale_after: Duration,
+    /// TTL of services that set none, in seconds. Default 30.
+    pub default_ttl: u32,
+    /// Services answered under the zone.
+    pub services: Vec<Service>,
+    /// Client subnet → site, for `strategy = "geo"`.
+    pub geo: Vec<GeoRule>,
+}
+
+/// `[[gslb.service]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Label under the zone.
+    pub name: String,
+    /// How answers are chosen.
+    pub strategy: Strategy,
+    /// Site order for failover (and geo fallback); every site is known.
+    pub failover_order: Vec<String>,
+    /// Answer TTL in seconds (0 allowed).
+    pub ttl: u32,
+    /// What to answer when no endpoint is healthy.
+    pub when_all_down: WhenAllDown,
+    /// Endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// `service.strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// All healthy endpoints, rotated.
+    RoundRobin,
+    /// `max_answers` endpoints drawn by weight.
+    Weighted {
+        /// How many addresses per answer. Default 1.
+        max_answers: u8,
+    },
+    /// First site in `failover_order` with a healthy endpoint.
+    Failover,
+    /// The client's site by subnet, then `failover_order`.
+    Geo,
+}
+
+/// `service.when_all_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenAllDown {
+    /// Answer every endpoint (fail open).
+    All,
+    /// NXDOMAIN.
+    Nxdomain,
+    /// SERVFAIL.
+    Servfail,
+}
+
+/// `[[gslb.service.endpoint]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Address clients should use.
+    pub address: IpAddr,
+    /// Site it belongs to; default the node's.
+    pub site: String,
+    /// Where its health comes from.
+    pub health: EndpointHealth,
+    /// 0..=256. Default 1.
+    pub weight: u16,
+}
+
+/// Health source of a GSLB endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointHealth {
+    /// Always healthy.
+    Always,
+    /// Healthy while the pool has a healthy server.
+    Pool(String),
+    /// A check of its own (port set).
+    Check(Check),
+}
+
+/// `[[gslb.geo]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoRule {
+    /// Client subnet.
+    pub cidr: IpNet,
+    /// Site for it.
+    pub site: String,
+}

@@ -1,0 +1,1289 @@
+//! Stage 2: [`RawConfig`] → [`Config`]. Checks every range and cross-reference,
+//! collecting all problems before giving up, and fills in the defaults (which
+//! follow HAProxy, RFC 5798 and k8gb unless those are unsafe).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::{Range, RangeInclusive};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::error::Report;
+use crate::raw::{
+    RawBalance, RawCheck, RawCheckType, RawConfig, RawEndpoint, RawGslb, RawHealth, RawInitial,
+    RawListener, RawPassive, RawPool, RawProtocol, RawSendProxy, RawServer, RawService,
+    RawStrategy, RawTimeouts, RawVip, RawWhenAllDown, S,
+};
+use crate::types::{
+    Admin, Balance, Check, CheckKind, Config, Endpoint, EndpointHealth, GeoRule, Gslb, HostPattern,
+    HttpCheck, InitialState, IpNet, Listener, Node, Passive, Pool, Protocol, Route, SendProxy,
+    Server, ServerAddress, Service, StatusRanges, Strategy, Timeouts, Track, TrackTarget, Unicast,
+    Vip, VrrpVersion, WhenAllDown,
+};
+
+const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
+const DEFAULT_DNS_LISTEN: &str = "0.0.0.0:53";
+/// RFC 2181 §8: TTLs are 31-bit.
+const MAX_TTL: u64 = (1 << 31) - 1;
+
+pub(crate) fn validate(
+    report: &mut Report<'_>,
+    raw: &RawConfig,
+    base_dir: &Path,
+) -> Option<Config> {
+    let mut v = Validator { r: report };
+    let node = v.node(raw.node.as_ref());
+    let admin = raw.admin.as_ref().map(|a| v.admin(a, base_dir));
+    let pools: Vec<Pool> = raw.pool.iter().filter_map(|p| v.pool(p)).collect();
+    v.unique_names(raw.pool.iter().map(|p| &p.get_ref().name), "pool");
+
+    let pool_names: HashSet<&str> = raw
+        .pool
+        .iter()
+        .map(|p| p.get_ref().name.get_ref().as_str())
+        .collect();
+    let listeners: Vec<Listener> = raw
+        .listener
+        .iter()
+        .filter_map(|l| v.listener(l, &pool_names))
+        .collect();
+    v.unique_names(raw.listener.iter().map(|l| &l.get_ref().name), "listener");
+
+    let listener_names: HashSet<&str> = raw
+        .listener
+        .iter()
+        .map(|l| l.get_ref().name.get_ref().as_str())
+        .collect();
+    let vips: Vec<Vip> = raw
+        .vip
+        .iter()
+        .filter_map(|x| v.vip(x, &listener_names))
+        .collect();
+    v.unique_names(raw.vip.iter().map(|x| &x.get_ref().name), "vip");
+    v.unique_vrids(&raw.vip);
+
+    let gslb = raw
+        .gslb
+        .as_ref()
+        .and_then(|g| v.gslb(g, &node, &pool_names));
+    v.unique_binds(raw, admin.as_ref(), gslb.as_ref());
+
+    if !report_is_clean(v.r) {
+        return None;
+    }
+    Some(Config {
+        node,
+        admin: admin.flatten(),
+        listeners,
+        pools,
+        vips,
+        gslb,
+    })
+}
+
+fn report_is_clean(r: &Report<'_>) -> bool {
+    r.diags.is_empty()
+}
+
+struct Validator<'r, 'a> {
+    r: &'r mut Report<'a>,
+}
+
+impl Validator<'_, '_> {
+    // === generic values ===
+
+    fn duration(&mut self, value: &S<String>, key: &str) -> Option<Duration> {
+        match humantime::parse_duration(value.get_ref().trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.r.error_hint(
+                    value.span(),
+                    format!("`{key}`: bad duration \"{}\" ({e})", value.get_ref()),
+                    "write a number and a unit, such as \"150ms\", \"2s\", \"1m\" or \"1h\"",
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration that must be greater than zero.
+    fn positive_duration(
+        &mut self,
+        value: Option<&S<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match self.duration(value, key) {
+            Some(d) if d.is_zero() => {
+                self.r.error_hint(
+                    value.span(),
+                    format!("`{key}` must be greater than zero"),
+                    "write e.g. \"1s\"",
+                );
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    }
+
+    fn int<T: TryFrom<i64> + Copy>(
+        &mut self,
+        value: Option<&S<i64>>,
+        key: &str,
+        range: RangeInclusive<i64>,
+        default: T,
+    ) -> T {
+        let Some(value) = value else { return default };
+        let n = *value.get_ref();
+        match T::try_from(n) {
+            Ok(t) if range.contains(&n) => t,
+            _ => {
+                self.r.error_hint(
+                    value.span(),
+                    format!("`{key}` = {n} is out of range"),
+                    format!(
+                        "write a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, value: &S<String>, key: &str) -> Option<SocketAddr> {
+        match SocketAddr::from_str(value.get_ref().trim()) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.r.error_hint(
+                    value.span(),
+                    format!("`{key}`: \"{}\" is not an ip:port address", value.get_ref()),
+                    "write e.g. \"0.0.0.0:80\", \"127.0.0.1:8080\" or \"[::]:443\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn ip(&mut self, value: &S<String>, key: &str) -> Option<IpAddr> {
+        match IpAddr::from_str(value.get_ref().trim()) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.r.error_hint(
+                    value.span(),
+                    format!("`{key}`: \"{}\" is not an IP address", value.get_ref()),
+                    "write e.g. \"192.0.2.20\" or \"2001:db8::20\" (no port, no prefix length)",
+                );
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, value: &S<String>, what: &str) -> String {
+        let s = value.get_ref();
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.r.error_hint(
+                value.span(),
+                format!("{what} name \"{s}\" is not valid"),
+                "use 1 to 64 letters, digits, '-', '_' or '.'",
+            );
+        }
+        s.clone()
+    }
+
+    fn unique_names<'x>(&mut self, names: impl Iterator<Item = &'x S<String>>, what: &str) {
+        let mut seen: HashMap<&str, Range<usize>> = HashMap::new();
+        for n in names {
+            if seen.insert(n.get_ref(), n.span()).is_some() {
+                self.r.error_hint(
+                    n.span(),
+                    format!("duplicate {what} name \"{}\"", n.get_ref()),
+                    "names must be unique; rename one",
+                );
+            }
+        }
+    }
+
+    fn reference(&mut self, value: &S<String>, known: &HashSet<&str>, what: &str) -> String {
+        let name = value.get_ref();
+        if !known.contains(name.as_str()) {
+            let candidates: Vec<String> = known.iter().map(|s| (*s).to_owned()).collect();
+            let hint = match crate::load::closest(name, &candidates) {
+                Some(best) => format!("did you mean \"{best}\"?"),
+                None if candidates.is_empty() => format!("define a [[{what}]] named \"{name}\""),
+                None => {
+                    let mut sorted = candidates;
+                    sorted.sort();
+                    format!("known {what}s: {}", sorted.join(", "))
+                }
+            };
+            self.r
+                .error_hint(value.span(), format!("no {what} named \"{name}\""), hint);
+        }
+        name.clone()
+    }
+
+    // === [node], [admin] ===
+
+    fn node(&mut self, raw: Option<&S<crate::raw::RawNode>>) -> Node {
+        let raw = raw.map(Spanned::get_ref);
+        let name = raw
+            .and_then(|n| n.name.as_ref())
+            .map_or_else(|| "halo".to_owned(), |n| self.name(n, "node"));
+        let site = raw
+            .and_then(|n| n.site.as_ref())
+            .map_or_else(|| "default".to_owned(), |s| self.name(s, "site"));
+        Node { name, site }
+    }
+
+    fn admin(&mut self, raw: &S<crate::raw::RawAdmin>, base_dir: &Path) -> Option<Admin> {
+        let a = raw.get_ref();
+        let listen = match &a.listen {
+            Some(l) => self.socket_addr(l, "listen")?,
+            None => DEFAULT_ADMIN.parse().ok()?,
+        };
+        let token_file = a.token_file.as_ref().map(|t| base_dir.join(t.get_ref()));
+        Some(Admin { listen, token_file })
+    }
+
+    // === [[listener]] ===
+
+    fn listener(&mut self, raw: &S<RawListener>, pools: &HashSet<&str>) -> Option<Listener> {
+        let l = raw.get_ref();
+        let name = self.name(&l.name, "listener");
+        let protocol = match l.protocol.as_ref().map(|p| *p.get_ref()) {
+            None | Some(RawProtocol::Http) => Protocol::Http,
+            Some(RawProtocol::Https) => Protocol::Https,
+            Some(RawProtocol::Tcp) => Protocol::Tcp,
+            Some(RawProtocol::TlsPassthrough) => Protocol::TlsPassthrough,
+        };
+        if l.bind.get_ref().is_empty() {
+            self.r.error_hint(
+                l.bind.span(),
+                format!("listener \"{name}\" binds nothing"),
+                "write e.g. bind = [\"0.0.0.0:80\"]",
+            );
+        }
+        let binds: Vec<SocketAddr> = l
+            .bind
+            .get_ref()
+            .iter()
+            .filter_map(|b| self.socket_addr(b, "bind"))
+            .collect();
+        let default_pool = l
+            .default_pool
+            .as_ref()
+            .map(|p| self.reference(p, pools, "pool"));
+
+        let mut routes = Vec::new();
+        let mut seen: HashSet<(Option<HostPattern>, String)> = HashSet::new();
+        for route in &l.route {
+            let rr = route.get_ref();
+            if protocol == Protocol::Tcp {
+                self.r.error_hint(
+                    route.span(),
+                    format!("listener \"{name}\" is tcp and cannot route"),
+                    "tcp listeners send everything to `default_pool`; use protocol = \"http\" or \"tls-passthrough\" to route by name",
+                );
+                continue;
+            }
+            let host = rr.host.as_ref().and_then(|h| self.host_pattern(h));
+            if protocol == Protocol::TlsPassthrough {
+                if rr.host.is_none() {
+                    self.r.error_hint(
+                        route.span(),
+                        "a tls-passthrough route needs a `host` (the SNI name)",
+                        "add host = \"app.example.com\"",
+                    );
+                }
+                if let Some(p) = &rr.path_prefix {
+                    self.r.error_hint(
+                        p.span(),
+                        "tls-passthrough routes cannot see paths",
+                        "remove `path_prefix`",
+                    );
+                }
+            }
+            let path_prefix = match &rr.path_prefix {
+                Some(p) if !p.get_ref().starts_with('/') => {
+                    self.r.error_hint(
+                        p.span(),
+                        format!("`path_prefix` \"{}\" does not start with '/'", p.get_ref()),
+                        format!("write \"/{}\"", p.get_ref()),
+                    );
+                    p.get_ref().clone()
+                }
+                Some(p) => p.get_ref().clone(),
+                None => "/".to_owned(),
+            };
+            let pool = self.reference(&rr.pool, pools, "pool");
+            if !seen.insert((host.clone(), path_prefix.clone())) {
+                self.r.error_hint(
+                    route.span(),
+                    "duplicate route: same host and path_prefix as an earlier one",
+                    "remove one of them",
+                );
+            }
+            routes.push(Route {
+                host,
+                path_prefix,
+                pool,
+            });
+        }
+        if default_pool.is_none() {
+            match protocol {
+                Protocol::Tcp => self.r.error_hint(
+                    raw.span(),
+                    format!("tcp listener \"{name}\" has no `default_pool`"),
+                    "add default_pool = \"POOL\"",
+                ),
+                _ if l.route.is_empty() => self.r.error_hint(
+                    raw.span(),
+                    format!("listener \"{name}\" has neither routes nor a `default_pool`"),
+                    "add default_pool = \"POOL\" or a [[listener.route]]",
+                ),
+                _ => {}
+            }
+        }
+        Some(Listener {
+            name,
+            binds,
+            protocol,
+            default_pool,
+            accept_proxy: l.accept_proxy,
+            routes,
+        })
+    }
+
+    fn host_pattern(&mut self, value: &S<String>) -> Option<HostPattern> {
+        let raw = value.get_ref().trim().to_ascii_lowercase();
+        let raw = raw.strip_suffix('.').unwrap_or(&raw);
+        if raw.contains(':') {
+            let bare = raw.split(':').next().unwrap_or_default();
+            self.r.error_hint(
+                value.span(),
+                format!("route host \"{}\" has a port", value.get_ref()),
+                format!("host matching ignores the port; write \"{bare}\""),
+            );
+            return None;
+        }
+        let (pattern, name) = match raw.strip_prefix("*.") {
+            Some(rest) => (HostPattern::Wildcard(format!(".{rest}")), rest),
+            None => (HostPattern::Exact(raw.to_owned()), raw),
+        };
+        if !is_domain_name(name) {
+            self.r.error_hint(
+                value.span(),
+                format!("route host \"{}\" is not a host name", value.get_ref()),
+                "write an exact name like \"grafana.apps.example.com\" or a wildcard like \"*.apps.example.com\"",
+            );
+            return None;
+        }
+        Some(pattern)
+    }
+
+    // === [[pool]] ===
+
+    fn pool(&mut self, raw: &S<RawPool>) -> Option<Pool> {
+        let p = raw.get_ref();
+        let name = self.name(&p.name, "pool");
+        if p.server.is_empty() {
+            self.r.error_hint(
+                raw.span(),
+                format!("pool \"{name}\" has no server"),
+                "add a [[pool.server]] with a name and an address",
+            );
+        }
+        let balance = match p.balance.unwrap_or(RawBalance::RoundRobin) {
+            RawBalance::RoundRobin => Balance::RoundRobin,
+            RawBalance::LeastConn => Balance::LeastConn,
+            RawBalance::Source => Balance::Source,
+            RawBalance::RandomTwo => Balance::RandomTwo,
+            RawBalance::First => Balance::First,
+        };
+        let send_proxy = match p.send_proxy.unwrap_or(RawSendProxy::Off) {
+            RawSendProxy::Off => SendProxy::Off,
+            RawSendProxy::V1 => SendProxy::V1,
+            RawSendProxy::V2 => SendProxy::V2,
+        };
+        let retries = self.int(p.retries.as_ref(), "retries", 0..=100, 3u8);
+        let timeouts = self.timeouts(p.timeouts.as_ref());
+        let check = p.check.as_ref().map(|c| self.check(c, false));
+        let passive = self.passive(p.passive.as_ref());
+        let servers: Vec<Server> = p.server.iter().filter_map(|s| self.server(s)).collect();
+        self.unique_names(p.server.iter().map(|s| &s.get_ref().name), "server");
+        Some(Pool {
+            name,
+            balance,
+            use_all_backups: p.use_all_backups,
+            retries,
+            send_proxy,
+            timeouts,
+            check,
+            passive,
+            servers,
+        })
+    }
+
+    fn timeouts(&mut self, raw: Option<&RawTimeouts>) -> Timeouts {
+        let default = RawTimeouts::default();
+        let t = raw.unwrap_or(&default);
+        let connect = self.positive_duration(t.connect.as_ref(), "connect", Duration::from_secs(5));
+        Timeouts {
+            connect,
+            server: self.positive_duration(t.server.as_ref(), "server", Duration::from_secs(30)),
+            client: self.positive_duration(t.client.as_ref(), "client", Duration::from_secs(30)),
+            request_header: self.positive_duration(
+                t.request_header.as_ref(),
+                "request_header",
+                Duration::from_secs(10),
+            ),
+            tunnel: self.positive_duration(t.tunnel.as_ref(), "tunnel", Duration::from_secs(3600)),
+            queue: self.positive_duration(t.queue.as_ref(), "queue", connect),
+        }
+    }
+
+    /// `[pool.check]` or an endpoint's `check`; the latter must name a port.
+    fn check(&mut self, raw: &S<RawCheck>, needs_port: bool) -> Check {
+        let c = raw.get_ref();
+        let interval =
+            self.positive_duration(c.interval.as_ref(), "interval", Duration::from_secs(2));
+        let rise = self.int(c.rise.as_ref(), "rise", 1..=1000, 2u32);
+        let fall = self.int(c.fall.as_ref(), "fall", 1..=1000, 3u32);
+        let port = c
+            .port
+            .as_ref()
+            .map(|p| self.int(Some(p), "port", 1..=65535, 0u16));
+        if needs_port && port.is_none() {
+            self.r.error_hint(
+                raw.span(),
+                "this check has no port to connect to",
+                "add port = 80 (or the port to check)",
+            );
+        }
+        let kind = match c.kind.unwrap_or(RawCheckType::Tcp) {
+            RawCheckType::Tcp => {
+                for (v, k) in [
+                    (&c.method, "method"),
+                    (&c.path, "path"),
+                    (&c.host, "host"),
+                    (&c.expect_status, "expect_status"),
+                    (&c.expect_body, "expect_body"),
+                ] {
+                    if let Some(v) = v {
+                        self.r.error_hint(
+                            v.span(),
+                            format!("`{k}` applies to HTTP checks only"),
+                            "add type = \"http\" or remove it",
+                        );
+                    }
+                }
+                CheckKind::Tcp
+            }
+            RawCheckType::Http => CheckKind::Http(self.http_check(c)),
+        };
+        Check {
+            kind,
+            port,
+            interval,
+            fast_interval: self.positive_duration(
+                c.fast_interval.as_ref(),
+                "fast_interval",
+                interval,
+            ),
+            down_interval: self.positive_duration(
+                c.down_interval.as_ref(),
+                "down_interval",
+                interval,
+            ),
+            // HAProxy: without `timeout check`, `inter` bounds the whole check.
+            timeout: self.positive_duration(c.timeout.as_ref(), "timeout", interval),
+            rise,
+            fall,
+            initial: match c.initial.unwrap_or(RawInitial::Up) {
+                RawInitial::Up => InitialState::Up,
+                RawInitial::FullyUp => InitialState::FullyUp,
+                RawInitial::Down => InitialState::Down,
+                RawInitial::FullyDown => InitialState::FullyDown,
+            },
+            spread_percent: self.int(c.spread.as_ref(), "spread", 0..=50, 10u8),
+        }
+    }
+
+    fn http_check(&mut self, c: &RawCheck) -> HttpCheck {
+        let method = c.method.as_ref().map_or_else(
+            || "GET".to_owned(),
+            |m| {
+                let s = m.get_ref();
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_uppercase()) {
+                    self.r.error_hint(
+                        m.span(),
+                        format!("`method` \"{s}\" is not an HTTP method"),
+                        "write e.g. \"GET\", \"HEAD\" or \"OPTIONS\"",
+                    );
+                }
+                s.clone()
+            },
+        );
+        let path = c.path.as_ref().map_or_else(
+            || "/".to_owned(),
+            |p| {
+                let s = p.get_ref();
+                if !s.starts_with('/')
+                    || s.bytes()
+                        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+                {
+                    self.r.error_hint(
+                        p.span(),
+                        format!("`path` \"{s}\" is not a request path"),
+                        "write e.g. \"/healthz\"",
+                    );
+                }
+                s.clone()
+            },
+        );
+        let host = c.host.as_ref().map(|h| {
+            if h.get_ref().is_empty()
+                || h.get_ref()
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                self.r.error_hint(
+                    h.span(),
+                    "`host` is not a valid Host header value",
+                    "write e.g. \"app.example.com\"",
+                );
+            }
+            h.get_ref().clone()
+        });
+        let expect_status = match &c.expect_status {
+            None => StatusRanges(vec![200..=399]),
+            Some(s) => self.status_ranges(s),
+        };
+        HttpCheck {
+            method,
+            path,
+            host,
+            expect_status,
+            expect_body: c.expect_body.as_ref().map(|b| b.get_ref().clone()),
+        }
+    }
+
+    fn status_ranges(&mut self, value: &S<String>) -> StatusRanges {
+        let mut ranges = Vec::new();
+        for part in value.get_ref().split(',') {
+            let part = part.trim();
+            let parsed = match part.split_once('-') {
+                Some((a, b)) => a
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .zip(b.trim().parse::<u16>().ok()),
+                None => part.parse::<u16>().ok().map(|n| (n, n)),
+            };
+            match parsed {
+                Some((a, b)) if (100..=599).contains(&a) && (100..=599).contains(&b) && a <= b => {
+                    ranges.push(a..=b);
+                }
+                _ => {
+                    self.r.error_hint(
+                        value.span(),
+                        format!("`expect_status`: \"{part}\" is not a status or range"),
+                        "write statuses from 100 to 599 like \"200-399\" or \"200,204,300-302\"",
+                    );
+                    return StatusRanges(vec![200..=399]);
+                }
+            }
+        }
+        StatusRanges(ranges)
+    }
+
+    fn passive(&mut self, raw: Option<&RawPassive>) -> Passive {
+        let default = Passive::default();
+        let Some(p) = raw else { return default };
+        let ejection_time = self.positive_duration(
+            p.ejection_time.as_ref(),
+            "ejection_time",
+            default.ejection_time,
+        );
+        let max_ejection_time = self.positive_duration(
+            p.max_ejection_time.as_ref(),
+            "max_ejection_time",
+            default.max_ejection_time.max(ejection_time),
+        );
+        if max_ejection_time < ejection_time {
+            if let Some(m) = &p.max_ejection_time {
+                self.r.error_hint(
+                    m.span(),
+                    "`max_ejection_time` is shorter than `ejection_time`",
+                    "make it at least as long as `ejection_time`",
+                );
+            }
+        }
+        Passive {
+            error_limit: self.int(
+                p.error_limit.as_ref(),
+                "error_limit",
+                1..=100_000,
+                default.error_limit,
+            ),
+            ejection_time,
+            max_ejection_time,
+        }
+    }
+
+    fn server(&mut self, raw: &S<RawServer>) -> Option<Server> {
+        let s = raw.get_ref();
+        let name = self.name(&s.name, "server");
+        let address = self.server_address(&s.address)?;
+        Some(Server {
+            name,
+            address,
+            weight: self.int(s.weight.as_ref(), "weight", 0..=256, 1u16),
+            max_conns: self.int(s.max_conns.as_ref(), "max_conns", 0..=10_000_000, 0u32),
+            backup: s.backup,
+        })
+    }
+
+    fn server_address(&mut self, value: &S<String>) -> Option<ServerAddress> {
+        let text = value.get_ref().trim();
+        if let Ok(a) = SocketAddr::from_str(text) {
+            if a.port() != 0 {
+                return Some(ServerAddress::Socket(a));
+            }
+        } else if let Some((host, port)) = text.rsplit_once(':') {
+            let host = host.to_ascii_lowercase();
+            if is_domain_name(&host) && !host.contains(':') {
+                if let Ok(port @ 1..) = port.parse::<u16>() {
+                    return Some(ServerAddress::Name { host, port });
+                }
+            }
+        }
+        self.r.error_hint(
+            value.span(),
+            format!("`address` \"{text}\" is not ip:port or hostname:port"),
+            "write e.g. \"10.0.1.10:80\", \"[2001:db8::10]:80\" or \"infra-0.example.com:80\" (port 1-65535)",
+        );
+        None
+    }
+
+    // === [[vip]] ===
+
+    fn vip(&mut self, raw: &S<RawVip>, listeners: &HashSet<&str>) -> Option<Vip> {
+        let x = raw.get_ref();
+        let name = self.name(&x.name, "vip");
+        let interface = x.interface.get_ref().clone();
+        if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
+            self.r.error_hint(
+                x.interface.span(),
+                format!("`interface` \"{interface}\" is not an interface name"),
+                "write the name `ip link` shows, e.g. \"eth0\"",
+            );
+        }
+        let vrid = self.int(Some(&x.vrid), "vrid", 1..=255, 1u8);
+        let priority = self.int(x.priority.as_ref(), "priority", 1..=255, 100u8);
+        let version = match x.version.as_ref().map(|v| *v.get_ref()) {
+            None | Some(3) => VrrpVersion::V3,
+            Some(2) => VrrpVersion::V2,
+            Some(n) => {
+                let span = x.version.as_ref().map(Spanned::span).unwrap_or_default();
+                self.r.error_hint(
+                    span,
+                    format!("VRRP `version` {n} does not exist"),
+                    "write 3 (RFC 5798) or 2 (keepalived's default)",
+                );
+                VrrpVersion::V3
+            }
+        };
+        let advert_interval = x.advert_interval.as_ref().map_or(Duration::from_secs(1), |a| {
+            let Some(d) = self.duration(a, "advert_interval") else { return Duration::from_secs(1) };
+            let (ok, hint) = match version {
+                // 12-bit field in centiseconds.
+                VrrpVersion::V3 => (
+                    d >= Duration::from_millis(10) && d <= Duration::from_millis(40_950) && d.as_nanos() % 10_000_000 == 0,
+                    "VRRPv3 sends centiseconds: write 10ms to 40.95s in steps of 10ms, e.g. \"1s\" or \"100ms\"",
+                ),
+                // 8-bit field in seconds.
+                VrrpVersion::V2 => (
+                    d >= Duration::from_secs(1) && d <= Duration::from_secs(255) && d.subsec_nanos() == 0,
+                    "VRRPv2 sends whole seconds: write \"1s\" to \"255s\"",
+                ),
+            };
+            if !ok {
+                self.r.error_hint(a.span(), format!("`advert_interval` \"{}\" is out of range", a.get_ref()), hint);
+            }
+            d
+        });
+
+        let mut addresses = Vec::new();
+        if x.addresses.get_ref().is_empty() {
+            self.r.error_hint(
+                x.addresses.span(),
+                format!("vip \"{name}\" has no addresses"),
+                "write e.g. addresses = [\"192.0.2.20/24\"]",
+            );
+        }
+        for a in x.addresses.get_ref() {
+            let text = a.get_ref().trim();
+            let parsed = IpNet::from_str(text)
+                .ok()
+                .or_else(|| IpAddr::from_str(text).ok().map(IpNet::from));
+            match parsed {
+                Some(net) => addresses.push(net),
+                None => self.r.error_hint(a.span(), format!("`addresses`: \"{text}\" is not an address"), "write an address with its prefix length, e.g. \"192.0.2.20/24\" or \"2001:db8::20/64\""),
+            }
+        }
+        let v6 = addresses.first().is_some_and(|a| matches!(a, IpNet::V6(_)));
+        if addresses.iter().any(|a| matches!(a, IpNet::V6(_)) != v6) {
+            self.r.error_hint(
+                x.addresses.span(),
+                format!("vip \"{name}\" mixes IPv4 and IPv6"),
+                "use one [[vip]] per address family",
+            );
+        }
+        if v6 && version == VrrpVersion::V2 {
+            self.r.error_hint(
+                x.addresses.span(),
+                "VRRPv2 carries IPv4 only",
+                "set version = 3 for IPv6 addresses",
+            );
+        }
+
+        let unicast = match (&x.unicast_source, &x.unicast_peers) {
+            (None, None) => None,
+            (Some(src), Some(peers)) => {
+                let source = self.ip(src, "unicast_source");
+                if peers.get_ref().is_empty() {
+                    self.r.error_hint(peers.span(), "`unicast_peers` is empty", "list the other routers' addresses, or remove both unicast keys for multicast");
+                }
+                let peer_ips: Vec<IpAddr> = peers
+                    .get_ref()
+                    .iter()
+                    .filter_map(|p| self.ip(p, "unicast_peers"))
+                    .collect();
+                for (p, ip) in peers.get_ref().iter().zip(&peer_ips) {
+                    if ip.is_ipv6() != v6 && !addresses.is_empty() {
+                        self.r.error_hint(
+                            p.span(),
+                            "unicast peer is of another address family than the VIP addresses",
+                            "VRRP runs over the addresses' family",
+                        );
+                    }
+                    if Some(*ip) == source {
+                        self.r.error_hint(
+                            p.span(),
+                            "`unicast_peers` lists our own `unicast_source`",
+                            "list only the other routers",
+                        );
+                    }
+                }
+                if let Some(s) = source {
+                    if s.is_ipv6() != v6 && !addresses.is_empty() {
+                        self.r.error_hint(
+                            src.span(),
+                            "`unicast_source` is of another address family than the VIP addresses",
+                            "VRRP runs over the addresses' family",
+                        );
+                    }
+                }
+                source.map(|source| Unicast {
+                    source,
+                    peers: peer_ips,
+                })
+            }
+            (Some(s), None) => {
+                self.r.error_hint(
+                    s.span(),
+                    "`unicast_source` without `unicast_peers`",
+                    "add unicast_peers = [\"...\"], or remove unicast_source for multicast",
+                );
+                None
+            }
+            (None, Some(p)) => {
+                self.r.error_hint(
+                    p.span(),
+                    "`unicast_peers` without `unicast_source`",
+                    "add unicast_source = \"OUR-ADDRESS\"",
+                );
+                None
+            }
+        };
+        let preempt_delay = x.preempt_delay.as_ref().map_or(Duration::ZERO, |d| {
+            let parsed = self.duration(d, "preempt_delay").unwrap_or_default();
+            if parsed > Duration::from_secs(1000) {
+                self.r.error_hint(
+                    d.span(),
+                    "`preempt_delay` is over 1000s",
+                    "write at most \"1000s\" (keepalived's limit)",
+                );
+            }
+            parsed
+        });
+        let track = x
+            .track
+            .iter()
+            .filter_map(|t| self.track(t, listeners))
+            .collect();
+        let notify = x.notify.as_ref().map(|n| {
+            if n.get_ref().trim().is_empty() {
+                self.r.error_hint(
+                    n.span(),
+                    "`notify` is empty",
+                    "write the path of an executable, or remove the key",
+                );
+            }
+            n.get_ref().into()
+        });
+        Some(Vip {
+            name,
+            interface,
+            vrid,
+            priority,
+            advert_interval,
+            version,
+            addresses,
+            unicast,
+            preempt: x.preempt.unwrap_or(true),
+            preempt_delay,
+            track,
+            notify,
+        })
+    }
+
+    fn track(&mut self, raw: &S<crate::raw::RawTrack>, listeners: &HashSet<&str>) -> Option<Track> {
+        let t = raw.get_ref();
+        let target = match (&t.listener, &t.tcp) {
+            (Some(l), None) => TrackTarget::Listener(self.reference(l, listeners, "listener")),
+            (None, Some(a)) => TrackTarget::Tcp(self.socket_addr(a, "tcp")?),
+            _ => {
+                self.r.error_hint(
+                    raw.span(),
+                    "a track entry watches exactly one thing",
+                    "write { listener = \"NAME\" } or { tcp = \"127.0.0.1:80\" }",
+                );
+                return None;
+            }
+        };
+        let weight = match &t.weight {
+            Some(w) if *w.get_ref() == 0 => {
+                self.r.error_hint(
+                    w.span(),
+                    "a track `weight` of 0 changes nothing",
+                    "omit `weight` to fault the instance, or write -253..=253",
+                );
+                None
+            }
+            Some(w) => Some(self.int(Some(w), "weight", -253..=253, 0i16)),
+            None => None,
+        };
+        Some(Track { target, weight })
+    }
+
+    fn unique_vrids(&mut self, vips: &[S<RawVip>]) {
+        let mut seen: HashMap<(&str, i64, bool), &str> = HashMap::new();
+        for raw in vips {
+            let x = raw.get_ref();
+            let v6 = x
+                .addresses
+                .get_ref()
+                .first()
+                .is_some_and(|a| a.get_ref().contains(':'));
+            let key = (x.interface.get_ref().as_str(), *x.vrid.get_ref(), v6);
+            if let Some(other) = seen.insert(key, x.name.get_ref()) {
+                self.r.error_hint(
+                    x.vrid.span(),
+                    format!(
+                        "vrid {} on {} is already used by vip \"{other}\"",
+                        key.1, key.0
+                    ),
+                    "each VRRP instance on an interface needs its own vrid",
+                );
+            }
+        }
+    }
+
+    // === [gslb] ===
+
+    fn gslb(&mut self, raw: &S<RawGslb>, node: &Node, pools: &HashSet<&str>) -> Option<Gslb> {
+        let g = raw.get_ref();
+        let zone = self.domain(&g.zone, "zone");
+        let listen = match &g.listen {
+            None => vec![DEFAULT_DNS_LISTEN.parse().ok()?],
+            Some(l) => {
+                if l.get_ref().is_empty() {
+                    self.r.error_hint(
+                        l.span(),
+                        "`listen` is empty",
+                        "write e.g. listen = [\"0.0.0.0:53\"]",
+                    );
+                }
+                l.get_ref()
+                    .iter()
+                    .filter_map(|a| self.socket_addr(a, "listen"))
+                    .collect()
+            }
+        };
+        let nameservers = g
+            .nameservers
+            .iter()
+            .map(|n| self.domain(n, "nameservers"))
+            .collect();
+        let peers = g
+            .peers
+            .iter()
+            .filter_map(|p| {
+                // A bare IP means port 53.
+                let text = p.get_ref().trim();
+                IpAddr::from_str(text)
+                    .map(|ip| SocketAddr::new(ip, 53))
+                    .ok()
+                    .or_else(|| self.socket_addr(p, "peers"))
+            })
+            .collect();
+        let peer_interval = self.positive_duration(
+            g.peer_interval.as_ref(),
+            "peer_interval",
+            Duration::from_secs(1),
+        );
+        let peer_stale_after = self.positive_duration(
+            g.peer_stale_after.as_ref(),
+            "peer_stale_after",
+            Duration::from_secs(30),
+        );
+        if peer_stale_after < peer_interval {
+            if let Some(s) = &g.peer_stale_after {
+                self.r.error_hint(
+                    s.span(),
+                    "`peer_stale_after` is shorter than `peer_interval`",
+                    "make it several peer intervals long, e.g. \"30s\"",
+                );
+            }
+        }
+        let default_ttl = g
+            .default_ttl
+            .as_ref()
+            .map_or(30, |t| self.ttl(t, "default_ttl"));
+
+        // Sites this node can know about: its own, the federation's (`sites`, as
+        // k8gb's geo-tag list), any endpoint's, the geo rules'.
+        let mut sites: HashSet<&str> = HashSet::from([node.site.as_str()]);
+        for site in &g.sites {
+            self.name(site, "site");
+            sites.insert(site.get_ref());
+        }
+        for s in &g.service {
+            for e in &s.get_ref().endpoint {
+                if let Some(site) = &e.get_ref().site {
+                    sites.insert(site.get_ref());
+                }
+            }
+        }
+        for geo in &g.geo {
+            sites.insert(geo.get_ref().site.get_ref());
+        }
+        let geo: Vec<GeoRule> = g
+            .geo
+            .iter()
+            .filter_map(|r| {
+                let r = r.get_ref();
+                let text = r.cidr.get_ref().trim();
+                match IpNet::from_str(text) {
+                    Ok(net) if net.trunc() == net => Some(GeoRule {
+                        cidr: net,
+                        site: r.site.get_ref().clone(),
+                    }),
+                    Ok(net) => {
+                        self.r.error_hint(
+                            r.cidr.span(),
+                            format!("`cidr` \"{text}\" has host bits set"),
+                            format!("write \"{}\"", net.trunc()),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        self.r.error_hint(
+                            r.cidr.span(),
+                            format!("`cidr` \"{text}\" is not a network"),
+                            "write e.g. \"198.51.100.0/24\" or \"2001:db8::/32\"",
+                        );
+                        None
+                    }
+                }
+            })
+            .collect();
+        let services: Vec<Service> = g
+            .service
+            .iter()
+            .filter_map(|s| {
+                self.service(
+                    s,
+                    node,
+                    pools,
+                    &sites,
+                    default_ttl,
+                    !g.peers.is_empty(),
+                    !geo.is_empty(),
+                )
+            })
+            .collect();
+        self.unique_names(g.service.iter().map(|s| &s.get_ref().name), "service");
+        let mut site_list: Vec<String> = sites.iter().map(|s| (*s).to_owned()).collect();
+        site_list.sort();
+        Some(Gslb {
+            zone,
+            listen,
+            nameservers,
+            sites: site_list,
+            peers,
+            peer_interval,
+            peer_stale_after,
+            default_ttl,
+            services,
+            geo,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn service(
+        &mut self,
+        raw: &S<RawService>,
+        node: &Node,
+        pools: &HashSet<&str>,
+        sites: &HashSet<&str>,
+        default_ttl: u32,
+        has_peers: bool,
+        has_geo: bool,
+    ) -> Option<Service> {
+        let s = raw.get_ref();
+        let name = s.name.get_ref().to_ascii_lowercase();
+        if !is_domain_name(&name) {
+            self.r.error_hint(
+                s.name.span(),
+                format!("service name \"{name}\" is not a DNS name"),
+                "use letters, digits and '-', dot-separated labels of at most 63 characters",
+            );
+        }
+        let strategy = match s.strategy.as_ref().map(|x| *x.get_ref()) {
+            None | Some(RawStrategy::RoundRobin) => Strategy::RoundRobin,
+            Some(RawStrategy::Weighted) => Strategy::Weighted {
+                max_answers: self.int(s.max_answers.as_ref(), "max_answers", 1..=64, 1u8),
+            },
+            Some(RawStrategy::Failover) => Strategy::Failover,
+            Some(RawStrategy::Geo) => Strategy::Geo,
+        };
+        if let (Some(m), false) = (
+            &s.max_answers,
+            matches!(strategy, Strategy::Weighted { .. }),
+        ) {
+            self.r.error_hint(
+                m.span(),
+                "`max_answers` applies to strategy = \"weighted\" only",
+                "remove it or set strategy = \"weighted\"",
+            );
+        }
+        let failover_order: Vec<String> = s
+            .failover_order
+            .iter()
+            .map(|site| {
+                if !sites.contains(site.get_ref().as_str()) {
+                    let mut known: Vec<&str> = sites.iter().copied().collect();
+                    known.sort_unstable();
+                    self.r.error_hint(
+                        site.span(),
+                        format!("`failover_order` names unknown site \"{}\"", site.get_ref()),
+                        format!(
+                            "known sites: {}; list every site of the federation in gslb.sites",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                site.get_ref().clone()
+            })
+            .collect();
+        if strategy == Strategy::Failover && failover_order.is_empty() {
+            self.r.error_hint(
+                raw.span(),
+                format!("failover service \"{name}\" has no `failover_order`"),
+                "add failover_order = [\"east\", \"west\"]",
+            );
+        }
+        if strategy == Strategy::Geo && !has_geo {
+            self.r.error_hint(
+                raw.span(),
+                format!("geo service \"{name}\" but no [[gslb.geo]] rules"),
+                "add [[gslb.geo]] entries mapping client subnets to sites",
+            );
+        }
+        if s.endpoint.is_empty() && !has_peers {
+            self.r.error_hint(
+                raw.span(),
+                format!("service \"{name}\" has no endpoint and no peers to learn one from"),
+                "add a [[gslb.service.endpoint]]",
+            );
+        }
+        let ttl = s.ttl.as_ref().map_or(default_ttl, |t| self.ttl(t, "ttl"));
+        let endpoints: Vec<Endpoint> = s
+            .endpoint
+            .iter()
+            .filter_map(|e| self.endpoint(e, node, pools))
+            .collect();
+        let mut seen = HashSet::new();
+        for (raw_e, e) in s.endpoint.iter().zip(&endpoints) {
+            if !seen.insert(e.address) {
+                self.r.error_hint(
+                    raw_e.get_ref().address.span(),
+                    format!("endpoint {} is listed twice", e.address),
+                    "remove one",
+                );
+            }
+        }
+        Some(Service {
+            name,
+            strategy,
+            failover_order,
+            ttl,
+            when_all_down: match s.when_all_down.unwrap_or(RawWhenAllDown::All) {
+                RawWhenAllDown::All => WhenAllDown::All,
+                RawWhenAllDown::Nxdomain => WhenAllDown::Nxdomain,
+                RawWhenAllDown::Servfail => WhenAllDown::Servfail,
+            },
+            endpoints,
+        })
+    }
+
+    fn endpoint(
+        &mut self,
+        raw: &S<RawEndpoint>,
+        node: &Node,
+        pools: &HashSet<&str>,
+    ) -> Option<Endpoint> {
+        let e = raw.get_ref();
+        let address = self.ip(&e.address, "address")?;
+        let health = match e.health.as_ref() {
+            None => EndpointHealth::Always,
+            Some(h) => match h.get_ref() {
+                RawHealth::Word(w) if w == "always" => EndpointHealth::Always,
+                RawHealth::Word(w) => {
+                    self.r.error_hint(h.span(), format!("`health` \"{w}\" is not a health source"), "write \"always\", { pool = \"NAME\" } or { check = { type = \"tcp\", port = 80 } }");
+                    EndpointHealth::Always
+                }
+                RawHealth::Table(t) => match (&t.pool, &t.check) {
+                    (Some(p), None) => EndpointHealth::Pool(self.reference(p, pools, "pool")),
+                    (None, Some(c)) => EndpointHealth::Check(self.check(c, true)),
+                    _ => {
+                        self.r.error_hint(h.span(), "`health` needs exactly one of `pool` or `check`", "write { pool = \"NAME\" } or { check = { type = \"tcp\", port = 80 } }");
+                        EndpointHealth::Always
+                    }
+                },
+            },
+        };
+        Some(Endpoint {
+            address,
+            site: e
+                .site
+                .as_ref()
+                .map_or_else(|| node.site.clone(), |s| self.name(s, "site")),
+            health,
+            weight: self.int(e.weight.as_ref(), "weight", 0..=256, 1u16),
+        })
+    }
+
+    fn ttl(&mut self, value: &S<String>, key: &str) -> u32 {
+        let Some(d) = self.duration(value, key) else {
+            return 30;
+        };
+        if d.subsec_nanos() != 0 || d.as_secs() > MAX_TTL {
+            self.r.error_hint(
+                value.span(),
+                format!(
+                    "`{key}` \"{}\" is not a whole number of seconds up to 2^31-1",
+                    value.get_ref()
+                ),
+                "DNS TTLs are whole seconds: write e.g. \"0s\", \"10s\" or \"5m\"",
+            );
+            return 30;
+        }
+        u32::try_from(d.as_secs()).unwrap_or(30)
+    }
+
+    fn domain(&mut self, value: &S<String>, key: &str) -> String {
+        let name = value.get_ref().trim().to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name).to_owned();
+        if !is_domain_name(&name) {
+            self.r.error_hint(
+                value.span(),
+                format!("`{key}` \"{}\" is not a domain name", value.get_ref()),
+                "write e.g. \"global.example.com\"",
+            );
+        }
+        name
+    }
+
+    // === binds across tiers ===
+
+    fn unique_binds(
+        &mut self,
+        raw: &RawConfig,
+        admin: Option<&Option<Admin>>,
+        gslb: Option<&Gslb>,
+    ) {
+        // (address, owner); TCP and UDP both count, DNS uses both.
+        let mut taken: Vec<(SocketAddr, String)> = Vec::new();
+        if let Some(Some(a)) = admin {
+            taken.push((a.listen, "[admin]".to_owned()));
+        }
+        if let Some(g) = gslb {
+            taken.extend(g.listen.iter().map(|a| (*a, "[gslb]".to_owned())));
+        }
+        for l in &raw.listener {
+            let l = l.get_ref();
+            for b in l.bind.get_ref() {
+                let Ok(addr) = SocketAddr::from_str(b.get_ref().trim()) else {
+                    continue;
+                };
+                if let Some((_, owner)) = taken.iter().find(|(t, _)| binds_conflict(*t, addr)) {
+                    self.r.error_hint(
+                        b.span(),
+                        format!("address {addr} is already bound by {owner}"),
+                        "every bind address must be unique (a wildcard like 0.0.0.0:80 also covers 127.0.0.1:80)",
+                    );
+                }
+                taken.push((addr, format!("listener \"{}\"", l.name.get_ref())));
+            }
+        }
+    }
+}
+
+/// Whether two binds would collide: same port and family, and the same address
+/// or one of them the wildcard. Port 0 (pick any) never collides.
+fn binds_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Dot-separated labels of 1..=63 letters, digits, '-' or '_', 253 bytes at most.
+fn is_domain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
