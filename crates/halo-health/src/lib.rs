@@ -1,14 +1,23 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! halo's health-check engine, shared by the three tiers.
+//!
+//! ```text
+//!              ┌──────────── Monitor task (one per server) ────────────┐
+//!  probe ────▶ │ Machine (sans-io): rise/fall counter, intervals,      │ ──▶ broadcast<HealthEvent>
+//!  (tcp/http)  │ passive ejection, admin state; `now` and seed injected│      (proxy, VRRP track, GSLB)
+//!              └──────▲───────────────────────────────┬───────────────┘
+//!   data path ────────┘ report_error / report_success │ atomics: is_serving()
+//!   admin API ──────────  set_admin(ready|drain|maint) ▼
+//! ```
+//!
+//! [`machine`] holds the logic and no I/O; [`probe`] does one check against a
+//! real server; [`monitor`] runs both on tokio and publishes changes.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#![forbid(unsafe_code)]
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod machine;
+pub mod monitor;
+pub mod probe;
+
+pub use machine::{AdminState, Machine, Params, Reason, Transition};
+pub use monitor::{HealthEvent, HealthHub, Monitor, ServerHealth, ServerKey};
+pub use probe::{ProbeOutcome, ProbeTarget};
