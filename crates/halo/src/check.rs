@@ -1,0 +1,69 @@
+//! `halo check`: validate and summarise, or list every problem.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use halo_config::{Config, ConfigError};
+
+pub(crate) fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    match halo_config::load(path) {
+        Ok(config) => {
+            writeln!(
+                std::io::stdout(),
+                "{}: OK: {}",
+                path.display(),
+                summary(&config)
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            report(&e)?;
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Prints a config error as the user should see it: one line per problem.
+pub(crate) fn report(e: &ConfigError) -> std::io::Result<()> {
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{e}")?;
+    let n = e.diagnostics().len();
+    if n > 1 {
+        writeln!(err, "{n} problems found")?;
+    }
+    Ok(())
+}
+
+/// One line: what this node would run.
+pub(crate) fn summary(c: &Config) -> String {
+    let servers: usize = c.pools.iter().map(|p| p.servers.len()).sum();
+    let mut parts = vec![format!("node {} (site {})", c.node.name, c.node.site)];
+    parts.push(format!(
+        "{} listener{}, {} pool{} ({servers} server{})",
+        c.listeners.len(),
+        plural(c.listeners.len()),
+        c.pools.len(),
+        plural(c.pools.len()),
+        plural(servers)
+    ));
+    parts.push(format!("{} vip{}", c.vips.len(), plural(c.vips.len())));
+    if let Some(g) = &c.gslb {
+        parts.push(format!(
+            "gslb zone {} ({} service{}, {} peer{})",
+            g.zone,
+            g.services.len(),
+            plural(g.services.len()),
+            g.peers.len(),
+            plural(g.peers.len())
+        ));
+    }
+    if let Some(a) = &c.admin {
+        parts.push(format!("admin on {}", a.listen));
+    }
+    parts.join("; ")
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

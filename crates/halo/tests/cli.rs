@@ -1,0 +1,236 @@
+//! The `halo` binary as a user runs it: real processes, real sockets, real
+//! signals. Waits are on output lines with deadlines, never on sleeps.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn halo() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_halo"))
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_config(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("halo-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn check_passes_on_every_example() {
+    let files = examples();
+    for name in [
+        "gslb-failover.toml",
+        "two-datacenters.toml",
+        "virtual-hosts.toml",
+    ] {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "examples/{name} is missing"
+        );
+    }
+    for file in files {
+        let out = halo().arg("check").arg("-c").arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}:\n{}",
+            file.display(),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains(": OK: node "),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn check_reports_every_error_with_positions_and_exits_1() {
+    let path = temp_config(
+        "four-errors.toml",
+        r#"[[listener]]
+name = "web"
+bind = ["127.0.0.1:8080"]
+default_pool = "routr80"
+
+[[pool]]
+name = "router80"
+  [pool.check]
+  interval = "fast"
+  [[pool.server]]
+  name = "a"
+  address = "192.0.2.10:80"
+  wieght = 2
+
+[[vip]]
+name = "vi1"
+interface = "eth0"
+vrid = 300
+addresses = ["192.0.2.20/24"]
+"#,
+    );
+    let out: Output = halo().arg("check").arg("-c").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let p = path.display();
+    for want in [
+        format!("{p}:4:16: no pool named \"routr80\""),
+        format!("{p}:9:14: `interval`: bad duration \"fast\""),
+        format!("{p}:13:3: unknown key `wieght` in [[pool.server]]; did you mean `weight`?"),
+        format!("{p}:18:8: `vrid` = 300 is out of range"),
+    ] {
+        assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("4 problems found"), "{stderr}");
+}
+
+#[test]
+fn check_on_a_missing_file_says_so() {
+    let out = halo()
+        .args(["check", "-c", "/nonexistent/halo.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/halo.toml: cannot read"));
+}
+
+#[test]
+fn run_refuses_sections_whose_tier_is_not_built_and_names_them() {
+    let reference = examples()
+        .into_iter()
+        .find(|f| f.ends_with("reference.toml"))
+        .unwrap();
+    let out = halo().arg("run").arg("-c").arg(reference).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    for section in ["[[listener]]", "[[vip]]", "[gslb]", "[admin]"] {
+        assert!(
+            stderr.contains(section),
+            "{section} not named in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+}
+
+#[test]
+fn version_and_help() {
+    let out = halo().arg("--version").output().unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("halo {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = halo().arg("--help").output().unwrap();
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("halo check -c") && help.contains("SIGHUP"),
+        "{help}"
+    );
+}
+
+/// Lines of a child's stderr, delivered through a channel so a test can wait
+/// for one with a deadline.
+struct Logs(mpsc::Receiver<String>);
+
+impl Logs {
+    fn of(child: &mut Child) -> Self {
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    // A real child process runs on real time: a wall-clock deadline is right here.
+    #[allow(clippy::disallowed_methods)]
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing {needle:?} within 20s"),
+            }
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn run_checks_pools_reloads_on_sighup_and_stops_on_sigterm() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = |extra: &str| {
+        format!(
+            "[node]\nname = \"test-node\"\n[[pool]]\nname = \"p\"\n[pool.check]\ninterval = \"100ms\"\nfall = 1\n\
+             [[pool.server]]\nname = \"s1\"\naddress = \"{addr}\"\n{extra}"
+        )
+    };
+    let path = temp_config("run.toml", &config(""));
+    let mut child = halo()
+        .arg("run")
+        .arg("-c")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Logs::of(&mut child);
+    logs.wait_for("running: node test-node");
+
+    // The server goes away: the health engine notices and logs it.
+    drop(listener);
+    let line = logs.wait_for("server is DOWN");
+    assert!(line.contains("p/s1") && line.contains("L4CON"), "{line}");
+
+    // A good reload adds a server; a bad one is rejected and changes nothing.
+    std::fs::write(
+        &path,
+        config("[[pool.server]]\nname = \"s2\"\naddress = \"127.0.0.1:1\"\n"),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    logs.wait_for("reloaded: node test-node (site default); 0 listeners, 1 pool (2 servers)");
+    std::fs::write(&path, config("wieght = 1\n")).unwrap();
+    signal(&child, "-HUP");
+    logs.wait_for("reload rejected, the running config stays");
+    logs.wait_for("unknown key `wieght`");
+
+    signal(&child, "-TERM");
+    logs.wait_for("stopping");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
