@@ -45,8 +45,10 @@ pub(crate) fn deserialize(report: &mut Report<'_>, text: &str) -> Option<RawConf
         if let Some(field) = between_backticks(&message, "missing field ") {
             // A key we blanked for a bad value is "missing" now: already reported.
             if !blanked_keys.iter().any(|k| k == field) {
-                let (context, _) = find_entry(tree.get_ref(), &span, &mut Vec::new())
-                    .map_or((String::new(), None), |e| (e.context(), Some(())));
+                // The span is the table that lacks the key.
+                let context = find_entry(tree.get_ref(), &span, &mut Vec::new())
+                    .map(|e| e.table())
+                    .unwrap_or_default();
                 report.error_hint(
                     span,
                     format!("missing key `{field}`{}", in_context(&context)),
@@ -72,6 +74,8 @@ struct Entry {
     /// Table keys from the root down to the table holding `key` (no indices).
     path: Vec<String>,
     key: String,
+    /// `key`, marked `[]` when its value is an array (of tables).
+    segment: String,
     key_span: Range<usize>,
     value_span: Range<usize>,
 }
@@ -80,12 +84,23 @@ impl Entry {
     /// `[pool]`-style name of the table holding the key; `[[pool.server]]` when
     /// it is an element of an array of tables.
     fn context(&self) -> String {
-        let names: Vec<&str> = self.path.iter().map(|p| p.trim_end_matches("[]")).collect();
-        match self.path.last() {
-            None => String::new(),
-            Some(last) if last.ends_with("[]") => format!("[[{}]]", names.join(".")),
-            Some(_) => format!("[{}]", names.join(".")),
-        }
+        table_name(&self.path)
+    }
+
+    /// The name of the table that is this entry's value.
+    fn table(&self) -> String {
+        let mut path = self.path.clone();
+        path.push(self.segment.clone());
+        table_name(&path)
+    }
+}
+
+fn table_name(path: &[String]) -> String {
+    let names: Vec<&str> = path.iter().map(|p| p.trim_end_matches("[]")).collect();
+    match path.last() {
+        None => String::new(),
+        Some(last) if last.ends_with("[]") => format!("[[{}]]", names.join(".")),
+        Some(_) => format!("[{}]", names.join(".")),
     }
 }
 
@@ -111,6 +126,7 @@ fn find_entry(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<String>) 
                 Some(Entry {
                     path: path.clone(),
                     key: key.get_ref().to_string(),
+                    segment: segment(key, value),
                     key_span,
                     value_span,
                 })

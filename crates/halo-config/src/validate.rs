@@ -36,7 +36,7 @@ pub(crate) fn validate(
 ) -> Option<Config> {
     let mut v = Validator { r: report };
     let node = v.node(raw.node.as_ref());
-    let admin = raw.admin.as_ref().map(|a| v.admin(a, base_dir));
+    let admin = raw.admin.as_ref().and_then(|a| v.admin(a, base_dir));
     let pools: Vec<Pool> = raw.pool.iter().filter_map(|p| v.pool(p)).collect();
     v.unique_names(raw.pool.iter().map(|p| &p.get_ref().name), "pool");
 
@@ -71,21 +71,17 @@ pub(crate) fn validate(
         .and_then(|g| v.gslb(g, &node, &pool_names));
     v.unique_binds(raw, admin.as_ref(), gslb.as_ref());
 
-    if !report_is_clean(v.r) {
+    if !v.r.diags.is_empty() {
         return None;
     }
     Some(Config {
         node,
-        admin: admin.flatten(),
+        admin,
         listeners,
         pools,
         vips,
         gslb,
     })
-}
-
-fn report_is_clean(r: &Report<'_>) -> bool {
-    r.diags.is_empty()
 }
 
 struct Validator<'r, 'a> {
@@ -1231,15 +1227,10 @@ impl Validator<'_, '_> {
 
     // === binds across tiers ===
 
-    fn unique_binds(
-        &mut self,
-        raw: &RawConfig,
-        admin: Option<&Option<Admin>>,
-        gslb: Option<&Gslb>,
-    ) {
+    fn unique_binds(&mut self, raw: &RawConfig, admin: Option<&Admin>, gslb: Option<&Gslb>) {
         // (address, owner); TCP and UDP both count, DNS uses both.
         let mut taken: Vec<(SocketAddr, String)> = Vec::new();
-        if let Some(Some(a)) = admin {
+        if let Some(a) = admin {
             taken.push((a.listen, "[admin]".to_owned()));
         }
         if let Some(g) = gslb {

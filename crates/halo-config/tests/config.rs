@@ -208,6 +208,10 @@ fn each_rule_has_a_located_error() {
             "2:10: `listen`: \"localhost\" is not an ip:port address",
         ),
         ("oops = [\n", "1:9: TOML syntax:"),
+        (
+            "[[pool]]\nname = \"q\"\n[[pool.server]]\naddress=\"192.0.2.1:1\"\n",
+            "3:1: missing key `name` in [[pool.server]]; add `name = ...`",
+        ),
     ];
     let base_lines = MINIMAL_POOL.lines().count();
     for (added, expected) in cases {
