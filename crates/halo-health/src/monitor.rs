@@ -153,6 +153,9 @@ impl HealthHub {
     }
 
     /// Starts monitoring one server. Checks stop when the [`Monitor`] is dropped.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the monitor is a tokio task).
     #[must_use]
     pub fn spawn(
         &self,
