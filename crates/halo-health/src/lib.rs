@@ -17,7 +17,9 @@
 pub mod machine;
 pub mod monitor;
 pub mod probe;
+pub mod registry;
 
 pub use machine::{AdminState, Machine, Params, Reason, Transition};
 pub use monitor::{HealthEvent, HealthHub, Monitor, ServerHealth, ServerKey};
 pub use probe::{ProbeOutcome, ProbeTarget};
+pub use registry::Registry;

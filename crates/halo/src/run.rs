@@ -1,26 +1,17 @@
 //! `halo run`: start what the config describes and keep it running.
 //!
-//! Today that is the health engine for every `[[pool]]`: each server is checked
-//! and its transitions logged. Sections whose tier is not built yet make `run`
-//! refuse to start, naming them, so nothing in a file is silently ignored.
+//! Today that is the health engine for every `[[pool]]` and the proxy for `tcp`
+//! listeners. Sections whose tier is not built yet make `run` refuse to start,
+//! naming them, so nothing in a file is silently ignored.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use halo_config::{Check, Config, Passive, ServerAddress};
-use halo_health::{HealthHub, Monitor, ServerKey};
+use halo_config::{Config, Protocol};
+use halo_health::{HealthHub, Registry};
+use halo_proxy::Proxy;
 use tokio::signal::unix::{SignalKind, signal};
-
-/// What a server's monitor was started with; a reload keeps a monitor (and
-/// its health state) when this is unchanged.
-#[derive(Debug, PartialEq)]
-struct MonitorSpec {
-    address: ServerAddress,
-    check: Option<Check>,
-    passive: Passive,
-}
 
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = match halo_config::load(path) {
@@ -40,22 +31,30 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Every section whose tier is not built yet, named, or Ok.
 fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
-    let mut missing = Vec::new();
-    if !c.listeners.is_empty() {
-        missing.push("[[listener]] (proxy tier)");
-    }
+    let mut missing: Vec<String> = c
+        .listeners
+        .iter()
+        .filter(|l| l.protocol != Protocol::Tcp)
+        .map(|l| {
+            format!(
+                "[[listener]] \"{}\" with protocol = \"{}\" (only \"tcp\" is built)",
+                l.name,
+                l.protocol.as_str()
+            )
+        })
+        .collect();
     if !c.vips.is_empty() {
-        missing.push("[[vip]] (VRRP tier)");
+        missing.push("[[vip]] (VRRP tier)".into());
     }
     if c.gslb.is_some() {
-        missing.push("[gslb] (global DNS tier)");
+        missing.push("[gslb] (global DNS tier)".into());
     }
     if c.admin.is_some() {
-        missing.push("[admin] (admin API)");
+        missing.push("[admin] (admin API)".into());
     }
     if !missing.is_empty() {
         anyhow::bail!(
-            "not supported yet: {}; this build runs health checks for [[pool]] sections only \
+            "not supported yet: {}; this build runs [[pool]] health checks and tcp listeners \
              (`halo check` validates every section)",
             missing.join(", ")
         );
@@ -67,9 +66,11 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
-    let hub = HealthHub::default();
-    let mut monitors: HashMap<ServerKey, (MonitorSpec, Monitor)> = HashMap::new();
-    apply(&hub, &config, &mut monitors);
+    let seed =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+    let mut registry = Registry::new(HealthHub::new(seed));
+    registry.apply(&config);
+    let mut proxy = Proxy::start(&config, &registry, seed).await?;
     tracing::info!(
         node = %config.node.name,
         site = %config.node.site,
@@ -83,66 +84,38 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &hub, &mut monitors),
+            _ = hup.recv() => reload(path, &mut registry, &mut proxy),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("stopping");
-    // Dropping the monitors stops their checks; nothing else holds state yet.
-    monitors.clear();
+    // Listeners close first, then the monitors stop.
+    drop(proxy);
+    drop(registry);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validates the file again; a bad file changes nothing.
-fn reload(path: &Path, hub: &HealthHub, monitors: &mut HashMap<ServerKey, (MonitorSpec, Monitor)>) {
-    let config = match halo_config::load(path).map_err(anyhow::Error::from) {
-        Ok(c) => match refuse_unsupported(&c) {
-            Ok(()) => c,
-            Err(e) => {
-                tracing::error!("reload rejected, the running config stays: {e:#}");
-                return;
-            }
-        },
+/// Validates the file again and applies it; a bad file changes nothing.
+fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy) {
+    let config = match halo_config::load(path) {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!("reload rejected, the running config stays:\n{e}");
             return;
         }
     };
-    apply(hub, &config, monitors);
+    // Everything that can refuse the new config is asked before anything changes.
+    if let Err(e) =
+        refuse_unsupported(&config).and_then(|()| proxy.check_reload(&config).map_err(Into::into))
+    {
+        tracing::error!("reload rejected, the running config stays: {e:#}");
+        return;
+    }
+    registry.apply(&config);
+    if let Err(e) = proxy.reload(&config, registry) {
+        // check_reload said yes, so this is not expected; say so loudly.
+        tracing::error!("proxy reload failed after the health engine took the new config: {e}");
+    }
     tracing::info!("reloaded: {}", crate::check::summary(&config));
-}
-
-/// Makes the running monitors match `config`: unchanged servers keep their
-/// monitor and health state, changed and new ones start afresh, removed ones stop.
-fn apply(
-    hub: &HealthHub,
-    config: &Config,
-    monitors: &mut HashMap<ServerKey, (MonitorSpec, Monitor)>,
-) {
-    let mut wanted: HashMap<ServerKey, MonitorSpec> = HashMap::new();
-    for pool in &config.pools {
-        for server in &pool.servers {
-            wanted.insert(
-                ServerKey::new(&pool.name, &server.name),
-                MonitorSpec {
-                    address: server.address.clone(),
-                    check: pool.check.clone(),
-                    passive: pool.passive,
-                },
-            );
-        }
-    }
-    monitors.retain(|key, (spec, _)| wanted.get(key) == Some(spec));
-    for (key, spec) in wanted {
-        if let std::collections::hash_map::Entry::Vacant(slot) = monitors.entry(key) {
-            let monitor = hub.spawn(
-                slot.key().clone(),
-                &spec.address,
-                spec.check.as_ref(),
-                spec.passive,
-            );
-            slot.insert((spec, monitor));
-        }
-    }
 }

@@ -234,3 +234,49 @@ fn run_checks_pools_reloads_on_sighup_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn run_serves_a_tcp_listener_and_logs_its_address() {
+    // A backend that greets every connection.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in backend.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = std::io::Write::write_all(&mut conn, b"hello from backend\n");
+        }
+    });
+    let path = temp_config(
+        "tcp.toml",
+        &format!(
+            "[[listener]]\nname = \"front\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"p\"\n\
+             [[pool]]\nname = \"p\"\n[[pool.server]]\nname = \"b\"\naddress = \"{backend_addr}\"\n"
+        ),
+    );
+    let mut child = halo()
+        .arg("run")
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Logs::of(&mut child);
+    let line = logs.wait_for("listening");
+    let addr: std::net::SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+        .parse()
+        .unwrap();
+    let conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut greeting = String::new();
+    BufReader::new(conn).read_line(&mut greeting).unwrap();
+    assert_eq!(greeting, "hello from backend\n");
+    logs.wait_for("halo::access");
+
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}

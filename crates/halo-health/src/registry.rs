@@ -1,0 +1,95 @@
+//! The running monitors of a config: one per pool server, matched by key
+//! across reloads so an unchanged server keeps its health state.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use halo_config::{Check, Config, Passive, ServerAddress};
+
+use crate::monitor::{HealthHub, Monitor, ServerHealth, ServerKey};
+
+/// What a monitor was started with; a reload keeps the monitor when this is
+/// unchanged, and replaces it otherwise.
+#[derive(Debug, PartialEq)]
+struct Spec {
+    address: ServerAddress,
+    check: Option<Check>,
+    passive: Passive,
+}
+
+/// Monitors for every `[[pool.server]]` of the current config.
+#[derive(Debug)]
+pub struct Registry {
+    hub: HealthHub,
+    monitors: HashMap<ServerKey, (Spec, Monitor)>,
+}
+
+impl Registry {
+    /// An empty registry publishing through `hub`.
+    #[must_use]
+    pub fn new(hub: HealthHub) -> Self {
+        Self {
+            hub,
+            monitors: HashMap::new(),
+        }
+    }
+
+    /// The hub, to subscribe to events.
+    #[must_use]
+    pub fn hub(&self) -> &HealthHub {
+        &self.hub
+    }
+
+    /// Makes the monitors match `config`: unchanged servers keep theirs (and
+    /// their state), changed and new ones start afresh, removed ones stop.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn apply(&mut self, config: &Config) {
+        let mut wanted: HashMap<ServerKey, Spec> = HashMap::new();
+        for pool in &config.pools {
+            for server in &pool.servers {
+                wanted.insert(
+                    ServerKey::new(&pool.name, &server.name),
+                    Spec {
+                        address: server.address.clone(),
+                        check: pool.check.clone(),
+                        passive: pool.passive,
+                    },
+                );
+            }
+        }
+        self.monitors
+            .retain(|key, (spec, _)| wanted.get(key) == Some(spec));
+        for (key, spec) in wanted {
+            if let Entry::Vacant(slot) = self.monitors.entry(key) {
+                let monitor = self.hub.spawn(
+                    slot.key().clone(),
+                    &spec.address,
+                    spec.check.as_ref(),
+                    spec.passive,
+                );
+                slot.insert((spec, monitor));
+            }
+        }
+    }
+
+    /// The health of `pool/server`, if the current config has it.
+    #[must_use]
+    pub fn health(&self, key: &ServerKey) -> Option<Arc<ServerHealth>> {
+        self.monitors.get(key).map(|(_, m)| Arc::clone(m.health()))
+    }
+
+    /// How many servers are monitored.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.monitors.len()
+    }
+
+    /// Whether no server is monitored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.monitors.is_empty()
+    }
+}
