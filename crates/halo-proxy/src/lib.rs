@@ -13,6 +13,7 @@
 
 pub mod balance;
 pub mod pool;
+pub mod proxy_protocol;
 mod tcp;
 
 use std::collections::HashMap;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use halo_config::ServerAddress;
+use halo_config::{SendProxy, ServerAddress};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};
@@ -53,8 +53,16 @@ async fn handle(client: TcpStream, peer: SocketAddr, listener: Arc<str>, snapsho
         let in_flight = pool.start(index);
         let server = in_flight.server();
         match timeout(timeouts.connect, connect(&server.config.address)).await {
-            Ok(Ok(upstream)) => {
+            Ok(Ok(mut upstream)) => {
                 server.health.report_success();
+                if pool.config.send_proxy != SendProxy::Off {
+                    let local = client.local_addr().unwrap_or(peer);
+                    let header = crate::proxy_protocol::header(pool.config.send_proxy, peer, local);
+                    if let Err(e) = upstream.write_all(&header).await {
+                        tracing::warn!(listener = %listener, server = %server.config.name, error = %e, "cannot send the PROXY header");
+                        return;
+                    }
+                }
                 let outcome = pump(client, upstream, timeouts.tunnel).await;
                 let (up, down, result) = match &outcome {
                     Ok((up, down)) => (*up, *down, "closed".to_owned()),

@@ -252,3 +252,44 @@ async fn source_balance_keeps_a_client_on_one_server() {
     let seen = run.tally(12).await;
     assert_eq!(seen.len(), 1, "one client address, one server: {seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_proxy_v1_tells_the_server_who_the_client_is() {
+    // A backend that answers with the first line it receives: the PROXY header.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _task = tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut line = String::new();
+                let _ = BufReader::new(r).read_line(&mut line).await;
+                let _ = w.write_all(line.as_bytes()).await;
+            });
+        }
+    });
+    let toml = format!(
+        "{}[[pool]]\nname = \"p\"\nsend_proxy = \"v1\"\n{}",
+        tcp_listener("p"),
+        server("s", addr, "")
+    );
+    let run = Running::start(&toml).await;
+    let sock = TcpStream::connect(run.addr()).await.unwrap();
+    let client = sock.local_addr().unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(sock).read_line(&mut line),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\n",
+            client.port(),
+            run.addr().port()
+        )
+    );
+}

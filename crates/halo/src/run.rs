@@ -43,6 +43,12 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
             )
         })
         .collect();
+    missing.extend(
+        c.listeners
+            .iter()
+            .filter(|l| l.accept_proxy)
+            .map(|l| format!("accept_proxy = true on listener \"{}\"", l.name)),
+    );
     if !c.vips.is_empty() {
         missing.push("[[vip]] (VRRP tier)".into());
     }
