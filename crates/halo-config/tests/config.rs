@@ -55,26 +55,8 @@ fn every_example_passes() {
 
 #[test]
 fn four_kinds_of_error_reported_at_once_with_positions() {
-    let text = r#"[[listener]]
-name = "web"
-bind = ["127.0.0.1:8080"]
-default_pool = "routr80"
-
-[[pool]]
-name = "router80"
-  [pool.check]
-  interval = "2 sekunden"
-  [[pool.server]]
-  name = "a"
-  address = "192.0.2.10:80"
-  wieght = 2
-
-[[vip]]
-name = "vi1"
-interface = "eth0"
-vrid = 300
-addresses = ["192.0.2.20/24"]
-"#;
+    // Shared with the binary's CLI test, which checks the same file through `halo check`.
+    let text = include_str!("data/four-errors.toml");
     assert_eq!(
         errors(text),
         [

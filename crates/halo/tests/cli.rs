@@ -65,36 +65,15 @@ fn check_passes_on_every_example() {
 
 #[test]
 fn check_reports_every_error_with_positions_and_exits_1() {
-    let path = temp_config(
-        "four-errors.toml",
-        r#"[[listener]]
-name = "web"
-bind = ["127.0.0.1:8080"]
-default_pool = "routr80"
-
-[[pool]]
-name = "router80"
-  [pool.check]
-  interval = "fast"
-  [[pool.server]]
-  name = "a"
-  address = "192.0.2.10:80"
-  wieght = 2
-
-[[vip]]
-name = "vi1"
-interface = "eth0"
-vrid = 300
-addresses = ["192.0.2.20/24"]
-"#,
-    );
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../halo-config/tests/data/four-errors.toml");
     let out: Output = halo().arg("check").arg("-c").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     let p = path.display();
     for want in [
         format!("{p}:4:16: no pool named \"routr80\""),
-        format!("{p}:9:14: `interval`: bad duration \"fast\""),
+        format!("{p}:9:14: `interval`: bad duration \"2 sekunden\""),
         format!("{p}:13:3: unknown key `wieght` in [[pool.server]]; did you mean `weight`?"),
         format!("{p}:18:8: `vrid` = 300 is out of range"),
     ] {
