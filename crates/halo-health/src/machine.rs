@@ -161,7 +161,6 @@ pub struct Machine {
     /// When the next active check starts; `None` while one runs, in maint, or
     /// without active checks.
     next_check: Option<Instant>,
-    checked_once: bool,
     /// Passive ejection (only without active checks): until when.
     ejected_until: Option<Instant>,
     /// Ejections in a row, for the doubling; reset after a quiet period.
@@ -179,7 +178,6 @@ impl Machine {
             health: 0,
             admin: AdminState::Ready,
             next_check: None,
-            checked_once: false,
             ejected_until: None,
             ejections: 0,
             last_return: None,
@@ -193,7 +191,6 @@ impl Machine {
     /// Applies the initial state and schedules the first check: at startup and
     /// when leaving maint (HAProxy re-applies `init-state` then too).
     fn reset(&mut self, now: Instant) {
-        self.checked_once = false;
         self.ejected_until = None;
         self.health = match self.params.active {
             None => 1,
@@ -234,12 +231,6 @@ impl Machine {
     #[must_use]
     pub fn is_serving(&self) -> bool {
         self.admin == AdminState::Ready && self.is_up()
-    }
-
-    /// HAProxy's health counter, for status displays.
-    #[must_use]
-    pub fn health_counter(&self) -> u32 {
-        self.health
     }
 
     /// When [`Self::handle_timeout`] must next be called, if ever.
@@ -290,7 +281,6 @@ impl Machine {
         } else {
             self.health = 0;
         }
-        self.checked_once = true;
         self.schedule(now);
         self.transition(before, Reason::Check(detail.to_owned()))
     }
@@ -333,12 +323,6 @@ impl Machine {
         self.transition(before, Reason::Passive { errors })
     }
 
-    /// How long the current passive ejection lasts in total, if one is running.
-    #[must_use]
-    pub fn ejected_until(&self) -> Option<Instant> {
-        self.ejected_until
-    }
-
     /// Sets the admin state. Maint stops checks; leaving maint re-applies the
     /// initial state with a check soon, as HAProxy does.
     pub fn set_admin(&mut self, admin: AdminState, now: Instant) -> Option<Transition> {
@@ -366,9 +350,8 @@ impl Machine {
             return;
         }
         let full = a.rise + a.fall - 1;
-        let base = if !self.checked_once {
-            a.fast_interval
-        } else if self.health == full {
+        // The first check's timing is set by `reset`; this runs after a result.
+        let base = if self.health == full {
             a.interval
         } else if self.health == 0 {
             a.down_interval

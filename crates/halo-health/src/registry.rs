@@ -80,16 +80,4 @@ impl Registry {
     pub fn health(&self, key: &ServerKey) -> Option<Arc<ServerHealth>> {
         self.monitors.get(key).map(|(_, m)| Arc::clone(m.health()))
     }
-
-    /// How many servers are monitored.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.monitors.len()
-    }
-
-    /// Whether no server is monitored.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.monitors.is_empty()
-    }
 }

@@ -54,13 +54,9 @@ impl Balancer {
     pub fn pick(&self, candidates: &[Candidate], client_hash: u64) -> Option<usize> {
         match candidates {
             [] => None,
-            [only] => {
-                if self.algorithm == Balance::RoundRobin {
-                    // Keep the weights moving so shares stay exact when others return.
-                    self.round_robin(candidates);
-                }
-                Some(only.index)
-            }
+            // Smooth round robin would add the weight and subtract the same total:
+            // a lone candidate leaves the state unchanged, so no lock is needed.
+            [only] => Some(only.index),
             _ => Some(match self.algorithm {
                 Balance::LeastConn => self.least_conn(candidates),
                 Balance::Source => rendezvous(candidates, client_hash),

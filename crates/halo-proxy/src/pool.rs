@@ -3,9 +3,12 @@
 //!
 //! Tier rule (HAProxy): primaries while any primary is serving; backups only when
 //! none is, and then only the first serving backup unless `use_all_backups`.
-//! One addition: when every serving primary has already failed this request's
-//! connect (retries), the backups are tried before giving up, because a client
-//! refused is traffic we could have saved.
+//! Two departures, both to save traffic rather than refuse it:
+//! - when every serving primary has already failed this request's connect
+//!   (retries), the backups are tried before giving up;
+//! - while there is no `max_conns` queue, a primary at `max_conns` is not a
+//!   candidate, so when every serving primary is full the backups take the
+//!   overflow (HAProxy would queue it for `timeout queue`).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
