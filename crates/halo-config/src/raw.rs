@@ -53,6 +53,7 @@ pub(crate) struct RawListener {
     pub(crate) default_pool: Option<S<String>>,
     #[serde(default)]
     pub(crate) accept_proxy: bool,
+    pub(crate) access_log: Option<bool>,
     #[serde(default)]
     pub(crate) route: Vec<S<RawRoute>>,
 }
@@ -83,6 +84,15 @@ pub(crate) enum RawSendProxy {
     V2,
 }
 
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawRetryOn {
+    ConnFailure,
+    EmptyResponse,
+    JunkResponse,
+    ResponseTimeout,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPool {
@@ -92,6 +102,7 @@ pub(crate) struct RawPool {
     pub(crate) use_all_backups: bool,
     pub(crate) retries: Option<S<i64>>,
     pub(crate) send_proxy: Option<RawSendProxy>,
+    pub(crate) retry_on: Option<Vec<RawRetryOn>>,
     pub(crate) timeouts: Option<RawTimeouts>,
     pub(crate) check: Option<S<RawCheck>>,
     pub(crate) passive: Option<RawPassive>,

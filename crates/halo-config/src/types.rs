@@ -65,6 +65,8 @@ pub struct Listener {
     pub default_pool: Option<String>,
     /// Expect a PROXY protocol v1/v2 header first.
     pub accept_proxy: bool,
+    /// Write one `halo::access` log line per request (http) or connection (tcp).
+    pub access_log: bool,
     /// Routes, in file order; the most specific match wins.
     pub routes: Vec<Route>,
 }
@@ -142,6 +144,8 @@ pub struct Pool {
     pub retries: u8,
     /// PROXY protocol towards servers.
     pub send_proxy: SendProxy,
+    /// What a request may be retried on (`retries` bounds how often).
+    pub retry_on: RetryOn,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Active health check; `None` means passive health only.
@@ -166,6 +170,37 @@ pub enum Balance {
     RandomTwo,
     /// The first server (in file order) with a free slot.
     First,
+}
+
+/// `pool.retry_on`: the failures after which a request goes to another server.
+///
+/// A connect failure is always safe to retry (nothing was sent). The others are
+/// retried only for idempotent requests without a body (GET, HEAD, OPTIONS,
+/// TRACE, PUT, DELETE), since the server may have seen the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one flag per HAProxy `retry-on` keyword
+pub struct RetryOn {
+    /// `conn-failure`: the connection could not be made.
+    pub conn_failure: bool,
+    /// `empty-response`: the server closed or reset before any response byte.
+    pub empty_response: bool,
+    /// `junk-response`: the response head could not be parsed.
+    pub junk_response: bool,
+    /// `response-timeout`: no response head within `timeouts.server`.
+    pub response_timeout: bool,
+}
+
+impl Default for RetryOn {
+    /// `["conn-failure", "empty-response"]`: a server killed under load loses no
+    /// idempotent request, and nothing is retried that might run twice.
+    fn default() -> Self {
+        Self {
+            conn_failure: true,
+            empty_response: true,
+            junk_response: false,
+            response_timeout: false,
+        }
+    }
 }
 
 /// `pool.send_proxy`.

@@ -14,14 +14,14 @@ use toml::Spanned;
 use crate::error::Report;
 use crate::raw::{
     RawBalance, RawCheck, RawCheckType, RawConfig, RawEndpoint, RawGslb, RawHealth, RawInitial,
-    RawListener, RawPassive, RawPool, RawProtocol, RawSendProxy, RawServer, RawService,
+    RawListener, RawPassive, RawPool, RawProtocol, RawRetryOn, RawSendProxy, RawServer, RawService,
     RawStrategy, RawTimeouts, RawVip, RawWhenAllDown, S,
 };
 use crate::types::{
     Admin, Balance, Check, CheckKind, Config, Endpoint, EndpointHealth, GeoRule, Gslb, HostPattern,
-    HttpCheck, InitialState, IpNet, Listener, Node, Passive, Pool, Protocol, Route, SendProxy,
-    Server, ServerAddress, Service, StatusRanges, Strategy, Timeouts, Track, TrackTarget, Unicast,
-    Vip, VrrpVersion, WhenAllDown,
+    HttpCheck, InitialState, IpNet, Listener, Node, Passive, Pool, Protocol, RetryOn, Route,
+    SendProxy, Server, ServerAddress, Service, StatusRanges, Strategy, Timeouts, Track,
+    TrackTarget, Unicast, Vip, VrrpVersion, WhenAllDown,
 };
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
@@ -357,6 +357,7 @@ impl Validator<'_, '_> {
             protocol,
             default_pool,
             accept_proxy: l.accept_proxy,
+            access_log: l.access_log.unwrap_or(true),
             routes,
         })
     }
@@ -413,6 +414,15 @@ impl Validator<'_, '_> {
             RawSendProxy::V2 => SendProxy::V2,
         };
         let retries = self.int(p.retries.as_ref(), "retries", 0..=100, 3u8);
+        let retry_on = p.retry_on.as_ref().map_or_else(RetryOn::default, |list| {
+            let has = |v| list.contains(&v);
+            RetryOn {
+                conn_failure: has(RawRetryOn::ConnFailure),
+                empty_response: has(RawRetryOn::EmptyResponse),
+                junk_response: has(RawRetryOn::JunkResponse),
+                response_timeout: has(RawRetryOn::ResponseTimeout),
+            }
+        });
         let timeouts = self.timeouts(p.timeouts.as_ref());
         let check = p.check.as_ref().map(|c| self.check(c, false));
         let passive = self.passive(p.passive.as_ref());
@@ -423,6 +433,7 @@ impl Validator<'_, '_> {
             balance,
             use_all_backups: p.use_all_backups,
             retries,
+            retry_on,
             send_proxy,
             timeouts,
             check,

@@ -86,6 +86,10 @@ fn each_rule_has_a_located_error() {
             r#"3:11: `balance`: unknown value "roundrobin"; did you mean "round-robin"?"#,
         ),
         (
+            "[[pool]]\nname = \"q\"\nretry_on = [\"emtpy-response\"]\n[[pool.server]]\nname=\"x\"\naddress=\"192.0.2.1:1\"\n",
+            r#"3:13: `retry_on`: unknown value "emtpy-response"; did you mean "empty-response"?"#,
+        ),
+        (
             "[[pool]]\nname = \"q\"\n[[pool.server]]\nname=\"x\"\naddress=\"nohost\"\n",
             r#"5:9: `address` "nohost" is not ip:port or hostname:port"#,
         ),
@@ -237,6 +241,9 @@ fn defaults_follow_the_anchors() {
     assert_eq!(p.timeouts.queue, p.timeouts.connect);
     assert_eq!(p.timeouts.tunnel, Duration::from_secs(3600));
     assert_eq!(p.passive.error_limit, 10);
+    assert_eq!(p.retry_on, halo_config::RetryOn::default());
+    assert!(p.retry_on.conn_failure && p.retry_on.empty_response);
+    assert!(!p.retry_on.junk_response && !p.retry_on.response_timeout);
     let s = &p.servers[0];
     assert_eq!((s.weight, s.max_conns, s.backup), (1, 0, false));
     assert_eq!(

@@ -1,19 +1,22 @@
 //! halo's proxy tier: listeners, pools and server selection.
 //!
 //! ```text
-//!  TcpListener ─accept─▶ handle ─select─▶ PoolRuntime ─Balancer─▶ server
-//!        │                  ▲                  ▲ health (halo-health atomics)
+//!  TcpListener ─accept─▶ tcp::handle / http::handle ─Router─▶ PoolRuntime ─Balancer─▶ server
+//!        │                        ▲                              ▲ health (halo-health atomics)
 //!        └── reads the current Snapshot (arc-swap): a reload swaps it, the
 //!            data path never waits on a lock to see the new pools.
 //! ```
 //!
-//! Built so far: `tcp` listeners. `http`, `https` and `tls-passthrough` come next.
+//! Built so far: `tcp` and `http` listeners. `https` and `tls-passthrough` come
+//! with TLS.
 
 #![forbid(unsafe_code)]
 
 pub mod balance;
+mod http;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod stats;
 mod tcp;
 
 use std::collections::HashMap;
@@ -23,10 +26,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use halo_config::{Config, Protocol};
 use halo_health::Registry;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub use pool::PoolRuntime;
+pub use stats::Stats;
+
+use crate::http::route::Router;
+use crate::stats::Counters;
 
 /// Why the proxy could not start or take a new config.
 #[derive(Debug, thiserror::Error)]
@@ -55,40 +62,65 @@ pub enum ProxyError {
     ListenersChanged,
 }
 
-/// The immutable view a connection works with from accept to close.
+/// The immutable view a request or connection works with.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    pools: HashMap<String, Arc<PoolRuntime>>,
-    /// listener name → default pool name
-    default_pools: HashMap<String, String>,
+    listeners: HashMap<String, ListenerRuntime>,
+}
+
+/// One listener's part of a [`Snapshot`].
+#[derive(Debug)]
+pub(crate) struct ListenerRuntime {
+    pub(crate) router: Router,
+    pub(crate) access_log: bool,
+    pub(crate) accept_proxy: bool,
+    /// Applies before the route (and so the pool) is known: the shortest
+    /// `request_header` of the pools the listener can reach.
+    pub(crate) request_header: std::time::Duration,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Snapshot {
-    fn build(config: &Config, registry: &Registry, seed: u64) -> Self {
-        let pools = config
+    fn build(config: &Config, registry: &Registry, stats: &Stats, seed: u64) -> Self {
+        let pools: HashMap<String, Arc<PoolRuntime>> = config
             .pools
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 (
                     p.name.clone(),
-                    Arc::new(PoolRuntime::new(p, registry, seed ^ (i as u64))),
+                    Arc::new(PoolRuntime::new(p, registry, stats, seed ^ (i as u64))),
                 )
             })
             .collect();
-        let default_pools = config
+        let listeners = config
             .listeners
             .iter()
-            .filter_map(|l| l.default_pool.clone().map(|p| (l.name.clone(), p)))
+            .map(|l| {
+                let reachable = l
+                    .default_pool
+                    .iter()
+                    .chain(l.routes.iter().map(|r| &r.pool))
+                    .filter_map(|p| pools.get(p));
+                let request_header = reachable
+                    .map(|p| p.config.timeouts.request_header)
+                    .min()
+                    .unwrap_or(std::time::Duration::from_secs(10));
+                let runtime = ListenerRuntime {
+                    router: Router::build(l, &pools),
+                    access_log: l.access_log,
+                    accept_proxy: l.accept_proxy,
+                    request_header,
+                    counters: stats.listener(&l.name),
+                };
+                (l.name.clone(), runtime)
+            })
             .collect();
-        Self {
-            pools,
-            default_pools,
-        }
+        Self { listeners }
     }
 
-    fn default_pool(&self, listener: &str) -> Option<&Arc<PoolRuntime>> {
-        self.pools.get(self.default_pools.get(listener)?)
+    pub(crate) fn listener(&self, name: &str) -> Option<&ListenerRuntime> {
+        self.listeners.get(name)
     }
 }
 
@@ -99,6 +131,7 @@ pub struct Proxy {
     listeners: Vec<halo_config::Listener>,
     bound: Vec<(String, SocketAddr)>,
     tasks: Vec<JoinHandle<()>>,
+    stats: Arc<Stats>,
     seed: u64,
 }
 
@@ -113,18 +146,20 @@ impl Proxy {
         registry: &Registry,
         seed: u64,
     ) -> Result<Self, ProxyError> {
+        let stats = Arc::new(Stats::default());
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
-            config, registry, seed,
+            config, registry, &stats, seed,
         )));
         let mut proxy = Self {
             snapshot,
             listeners: config.listeners.clone(),
             bound: Vec::new(),
             tasks: Vec::new(),
+            stats,
             seed,
         };
         for l in &config.listeners {
-            if l.protocol != Protocol::Tcp {
+            if !matches!(l.protocol, Protocol::Tcp | Protocol::Http) {
                 return Err(ProxyError::Unsupported {
                     listener: l.name.clone(),
                     protocol: l.protocol.as_str(),
@@ -140,14 +175,22 @@ impl Proxy {
                 let local = listener.local_addr().unwrap_or(addr);
                 tracing::info!(listener = %l.name, addr = %local, protocol = l.protocol.as_str(), "listening");
                 proxy.bound.push((l.name.clone(), local));
-                proxy.tasks.push(tokio::spawn(tcp::accept_loop(
-                    listener,
-                    Arc::clone(&name),
-                    Arc::clone(&proxy.snapshot),
-                )));
+                let snapshot = Arc::clone(&proxy.snapshot);
+                let name = Arc::clone(&name);
+                proxy.tasks.push(if l.protocol == Protocol::Tcp {
+                    tokio::spawn(accept_loop(listener, name, snapshot, tcp::handle))
+                } else {
+                    tokio::spawn(accept_loop(listener, name, snapshot, http::serve))
+                });
             }
         }
         Ok(proxy)
+    }
+
+    /// Counters of every listener, pool and server (kept across reloads).
+    #[must_use]
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     /// The addresses actually bound (port 0 resolved), by listener name.
@@ -176,8 +219,12 @@ impl Proxy {
     /// reload is not built yet); the running config stays.
     pub fn reload(&mut self, config: &Config, registry: &Registry) -> Result<(), ProxyError> {
         self.check_reload(config)?;
-        self.snapshot
-            .store(Arc::new(Snapshot::build(config, registry, self.seed)));
+        self.snapshot.store(Arc::new(Snapshot::build(
+            config,
+            registry,
+            &self.stats,
+            self.seed,
+        )));
         Ok(())
     }
 }
@@ -186,6 +233,67 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// The client's address and the address it connected to: the socket's, or
+/// with `accept_proxy` (given as its time limit) those of the PROXY header.
+/// `None`: the header was bad or late, and the connection should be closed.
+async fn client_addresses(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    accept_proxy: Option<std::time::Duration>,
+    listener: &str,
+    counters: &Counters,
+) -> Option<(SocketAddr, SocketAddr)> {
+    let local = stream.local_addr().unwrap_or(peer);
+    let Some(limit) = accept_proxy else {
+        return Some((peer, local));
+    };
+    match tokio::time::timeout(limit, proxy_protocol::read_header(stream)).await {
+        Ok(Ok(Some(addrs))) => Some(addrs),
+        // LOCAL: the sender's own health check; its addresses stand.
+        Ok(Ok(None)) => Some((peer, local)),
+        Ok(Err(e)) => {
+            Counters::add(&counters.errors, 1);
+            tracing::warn!(listener, client = %peer, error = %e, "bad PROXY header, closing");
+            None
+        }
+        Err(_) => {
+            Counters::add(&counters.errors, 1);
+            tracing::warn!(listener, client = %peer, "no PROXY header in time, closing");
+            None
+        }
+    }
+}
+
+/// Accepts connections for ever, each served by `handle` in its own task.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    name: Arc<str>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Arc<str>, Arc<ArcSwap<Snapshot>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle(
+                    stream,
+                    peer,
+                    Arc::clone(&name),
+                    Arc::clone(&snapshot),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving what we can.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::task::yield_now().await;
+            }
         }
     }
 }

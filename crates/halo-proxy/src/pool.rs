@@ -1,24 +1,26 @@
 //! A pool at run time: its servers' health and load, and the choice of a server
-//! with HAProxy's failover tiers.
+//! with HAProxy's failover tiers and `max_conns` queue.
 //!
 //! Tier rule (HAProxy): primaries while any primary is serving; backups only when
 //! none is, and then only the first serving backup unless `use_all_backups`.
-//! Two departures, both to save traffic rather than refuse it:
-//! - when every serving primary has already failed this request's connect
-//!   (retries), the backups are tried before giving up;
-//! - while there is no `max_conns` queue, a primary at `max_conns` is not a
-//!   candidate, so when every serving primary is full the backups take the
-//!   overflow (HAProxy would queue it for `timeout queue`).
+//! A serving server at `max_conns` keeps its tier: the request waits in the
+//! pool's queue for a free slot, up to `timeouts.queue`, then gets a 503.
+//! One departure, to save traffic rather than refuse it: when every serving
+//! primary has already failed this request (retries), the backups are tried
+//! before giving up.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use halo_config::{Pool, Server};
 use halo_health::{Registry, ServerHealth, ServerKey};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::balance::{Balancer, Candidate, mix64};
+use crate::stats::{Counters, Stats};
 
 /// One server of a running pool.
 #[derive(Debug)]
@@ -27,7 +29,11 @@ pub struct ServerRuntime {
     pub config: Server,
     /// Its health, shared with its monitor.
     pub health: Arc<ServerHealth>,
-    in_flight: AtomicU32,
+    /// Its counters; `active` is the in-flight count the balancers read. Kept
+    /// across reloads, so requests still running on an old snapshot count.
+    pub counters: Arc<Counters>,
+    /// Idle keep-alive connections (HTTP mode).
+    pub(crate) idle: crate::http::upstream::IdlePool,
     id_hash: u64,
 }
 
@@ -35,7 +41,7 @@ impl ServerRuntime {
     /// Requests or connections in flight to it now.
     #[must_use]
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        u32::try_from(self.counters.active.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
     }
 
     fn has_room(&self) -> bool {
@@ -43,24 +49,49 @@ impl ServerRuntime {
     }
 }
 
+/// What [`PoolRuntime::select`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// This server (index into [`PoolRuntime::servers`]).
+    Server(usize),
+    /// The tier that should serve is at `max_conns`: wait for a slot.
+    Full,
+    /// No serving server is left to try.
+    Unavailable,
+}
+
+/// Why [`PoolRuntime::acquire`] found no server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoServer {
+    /// Nothing healthy (or everything healthy already failed this request).
+    Unavailable,
+    /// Every candidate stayed at `max_conns` for `timeouts.queue`.
+    QueueTimeout,
+}
+
 /// A pool with live health and load.
 #[derive(Debug)]
 pub struct PoolRuntime {
     /// Its config.
     pub config: Pool,
+    /// Its counters.
+    pub counters: Arc<Counters>,
     servers: Vec<ServerRuntime>,
     balancer: Balancer,
+    /// Signalled when a request ends on a server with `max_conns`.
+    slot_freed: Notify,
 }
 
 impl PoolRuntime {
     /// Builds the runtime of `config`, taking each server's health from
-    /// `registry` (which must have applied the same config).
+    /// `registry` (which must have applied the same config) and its counters
+    /// from `stats`.
     ///
     /// # Panics
     /// If `registry` lacks one of the pool's servers: the caller applies the
     /// config to the registry first, so that is a bug.
     #[must_use]
-    pub fn new(config: &Pool, registry: &Registry, seed: u64) -> Self {
+    pub fn new(config: &Pool, registry: &Registry, stats: &Stats, seed: u64) -> Self {
         let servers = config
             .servers
             .iter()
@@ -74,15 +105,18 @@ impl PoolRuntime {
                 ServerRuntime {
                     config: s.clone(),
                     health,
-                    in_flight: AtomicU32::new(0),
+                    counters: stats.server(&config.name, &s.name),
+                    idle: crate::http::upstream::IdlePool::default(),
                     id_hash: h.finish(),
                 }
             })
             .collect();
         Self {
             balancer: Balancer::new(config.balance, config.servers.len(), seed),
+            counters: stats.pool(&config.name),
             config: config.clone(),
             servers,
+            slot_freed: Notify::new(),
         }
     }
 
@@ -93,12 +127,12 @@ impl PoolRuntime {
     }
 
     /// Chooses a server for a client, skipping `tried` (servers this request
-    /// already failed to connect to). `None` when nothing can take it.
+    /// already failed on).
     #[must_use]
-    pub fn select(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
+    pub fn select(&self, client: IpAddr, tried: &[usize]) -> Pick {
         let client_hash = hash_ip(client);
-        let eligible = |i: usize, s: &ServerRuntime| {
-            s.health.is_serving() && s.config.weight > 0 && !tried.contains(&i) && s.has_room()
+        let usable = |i: usize, s: &ServerRuntime| {
+            s.health.is_serving() && s.config.weight > 0 && !tried.contains(&i)
         };
         let candidate = |i: usize, s: &ServerRuntime| Candidate {
             index: i,
@@ -107,26 +141,83 @@ impl PoolRuntime {
             id_hash: s.id_hash,
         };
 
-        let primaries: Vec<Candidate> = self
-            .servers
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| !s.config.backup && eligible(*i, s))
-            .map(|(i, s)| candidate(i, s))
-            .collect();
-        if !primaries.is_empty() {
-            return self.balancer.pick(&primaries, client_hash);
+        let mut full = false;
+        let mut primaries: Vec<Candidate> = Vec::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            if !s.config.backup && usable(i, s) {
+                if s.has_room() {
+                    primaries.push(candidate(i, s));
+                } else {
+                    full = true;
+                }
+            }
         }
-        let backups = self
+        if let Some(i) = self.balancer.pick(&primaries, client_hash) {
+            return Pick::Server(i);
+        }
+        if full {
+            return Pick::Full;
+        }
+        let mut backups = self
             .servers
             .iter()
             .enumerate()
-            .filter(|(i, s)| s.config.backup && eligible(*i, s));
+            .filter(|(i, s)| s.config.backup && usable(*i, s));
         if self.config.use_all_backups {
-            let all: Vec<Candidate> = backups.map(|(i, s)| candidate(i, s)).collect();
-            self.balancer.pick(&all, client_hash)
+            let mut all = Vec::new();
+            for (i, s) in backups {
+                if s.has_room() {
+                    all.push(candidate(i, s));
+                } else {
+                    full = true;
+                }
+            }
+            match self.balancer.pick(&all, client_hash) {
+                Some(i) => Pick::Server(i),
+                None if full => Pick::Full,
+                None => Pick::Unavailable,
+            }
         } else {
-            backups.map(|(i, _)| i).next()
+            match backups.next() {
+                Some((i, s)) if s.has_room() => Pick::Server(i),
+                Some(_) => Pick::Full,
+                None => Pick::Unavailable,
+            }
+        }
+    }
+
+    /// Chooses a server as [`Self::select`] does and counts the request as in
+    /// flight on it; when the tier is full, waits for a slot up to
+    /// `timeouts.queue`.
+    ///
+    /// # Errors
+    /// [`NoServer`] when nothing can take the request.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        client: IpAddr,
+        tried: &[usize],
+    ) -> Result<InFlight, NoServer> {
+        // Fast path: no queue bookkeeping unless the tier is full.
+        match self.select(client, tried) {
+            Pick::Server(i) => return Ok(self.start(i)),
+            Pick::Unavailable => return Err(NoServer::Unavailable),
+            Pick::Full => {}
+        }
+        let deadline = Instant::now() + self.config.timeouts.queue;
+        loop {
+            let notified = self.slot_freed.notified();
+            tokio::pin!(notified);
+            // Registered before looking again, so a slot freed in between wakes us.
+            notified.as_mut().enable();
+            match self.select(client, tried) {
+                Pick::Server(i) => return Ok(self.start(i)),
+                Pick::Unavailable => return Err(NoServer::Unavailable),
+                Pick::Full => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(NoServer::QueueTimeout);
+                    }
+                }
+            }
         }
     }
 
@@ -135,8 +226,10 @@ impl PoolRuntime {
     #[must_use]
     pub fn start(self: &Arc<Self>, index: usize) -> InFlight {
         self.servers[index]
-            .in_flight
+            .counters
+            .active
             .fetch_add(1, Ordering::Relaxed);
+        self.counters.active.fetch_add(1, Ordering::Relaxed);
         InFlight {
             pool: Arc::clone(self),
             index,
@@ -157,13 +250,28 @@ impl InFlight {
     pub fn server(&self) -> &ServerRuntime {
         &self.pool.servers[self.index]
     }
+
+    /// The pool.
+    #[must_use]
+    pub fn pool(&self) -> &Arc<PoolRuntime> {
+        &self.pool
+    }
+
+    /// The server's index in the pool.
+    #[must_use]
+    pub fn index(&self) -> usize {
+        self.index
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.pool.servers[self.index]
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        let server = &self.pool.servers[self.index];
+        server.counters.active.fetch_sub(1, Ordering::Relaxed);
+        self.pool.counters.active.fetch_sub(1, Ordering::Relaxed);
+        if server.config.max_conns != 0 {
+            self.pool.slot_freed.notify_one();
+        }
     }
 }
 

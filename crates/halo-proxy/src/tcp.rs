@@ -10,91 +10,118 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use halo_config::{SendProxy, ServerAddress};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 use crate::Snapshot;
+use crate::pool::NoServer;
+use crate::stats::{Active, Counters};
 
 const COPY_BUFFER: usize = 32 * 1024;
 
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
+pub(crate) async fn handle(
+    mut client: TcpStream,
+    peer: SocketAddr,
     name: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
 ) {
-    loop {
-        match listener.accept().await {
-            Ok((client, peer)) => {
-                let _ = client.set_nodelay(true);
-                let snap = snapshot.load_full();
-                tokio::spawn(handle(client, peer, Arc::clone(&name), snap));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: keep serving what we can.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-}
-
-async fn handle(client: TcpStream, peer: SocketAddr, listener: Arc<str>, snapshot: Arc<Snapshot>) {
     let started = Instant::now();
-    let Some(pool) = snapshot.default_pool(&listener) else {
-        tracing::error!(listener = %listener, "listener has no pool in the running config");
+    // A connection keeps the snapshot it started with, however long it lives.
+    let snapshot = snapshot.load_full();
+    let Some(listener) = snapshot.listener(&name) else {
         return;
     };
+    let counters = &listener.counters;
+    let _active = Active::new(counters);
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(pool) = listener.router.default_pool() else {
+        tracing::error!(listener = %name, "listener has no pool in the running config");
+        return;
+    };
+    let Some((peer, local)) = crate::client_addresses(
+        &mut client,
+        peer,
+        listener.accept_proxy.then_some(listener.request_header),
+        &name,
+        counters,
+    )
+    .await
+    else {
+        return;
+    };
+    pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let timeouts = pool.config.timeouts;
     let mut tried = Vec::new();
-    for attempt in 0..=pool.config.retries {
-        let Some(index) = pool.select(peer.ip(), &tried) else {
-            break;
+    let mut attempt = 0;
+    let failure = loop {
+        let in_flight = match pool.acquire(peer.ip(), &tried).await {
+            Ok(f) => f,
+            Err(NoServer::Unavailable) => break "no server available",
+            Err(NoServer::QueueTimeout) => break "queue timeout",
         };
-        let in_flight = pool.start(index);
         let server = in_flight.server();
-        match timeout(timeouts.connect, connect(&server.config.address)).await {
+        let error = match timeout(timeouts.connect, connect(&server.config.address)).await {
             Ok(Ok(mut upstream)) => {
                 server.health.report_success();
+                server.counters.requests.fetch_add(1, Ordering::Relaxed);
                 if pool.config.send_proxy != SendProxy::Off {
-                    let local = client.local_addr().unwrap_or(peer);
                     let header = crate::proxy_protocol::header(pool.config.send_proxy, peer, local);
                     if let Err(e) = upstream.write_all(&header).await {
-                        tracing::warn!(listener = %listener, server = %server.config.name, error = %e, "cannot send the PROXY header");
+                        tracing::warn!(listener = %name, server = %server.config.name, error = %e, "cannot send the PROXY header");
                         return;
                     }
                 }
-                let outcome = pump(client, upstream, timeouts.tunnel).await;
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = upstream.into_split();
+                let outcome = pump(cr, cw, sr, sw, timeouts.tunnel).await;
                 let (up, down, result) = match &outcome {
-                    Ok((up, down)) => (*up, *down, "closed".to_owned()),
-                    Err(PumpError { up, down, error }) => (*up, *down, error.to_string()),
+                    Ok((up, down)) => (*up, *down, None),
+                    Err(PumpError { up, down, error }) => (*up, *down, Some(error)),
                 };
-                tracing::info!(
-                    target: "halo::access",
-                    listener = %listener, client = %peer, pool = %pool.config.name, server = %server.config.name,
-                    bytes_up = up, bytes_down = down, retries = attempt, ms = started.elapsed().as_millis(),
-                    result, "tcp"
-                );
+                for c in [&server.counters, &pool.counters, counters] {
+                    Counters::add(&c.bytes_in, up);
+                    Counters::add(&c.bytes_out, down);
+                }
+                if result.is_some() {
+                    Counters::add(&server.counters.errors, 1);
+                }
+                if listener.access_log {
+                    tracing::info!(
+                        target: "halo::access",
+                        listener = %name, client = %peer, pool = %pool.config.name, server = %server.config.name,
+                        bytes_up = up, bytes_down = down, retries = attempt, ms = started.elapsed().as_millis(),
+                        result = result.map_or_else(|| "closed".to_owned(), ToString::to_string), "tcp"
+                    );
+                }
                 return;
             }
-            Ok(Err(e)) => {
-                server.health.report_error();
-                tracing::warn!(listener = %listener, pool = %pool.config.name, server = %server.config.name, error = %e, "connect failed, trying another server");
-            }
-            Err(_) => {
-                server.health.report_error();
-                tracing::warn!(listener = %listener, pool = %pool.config.name, server = %server.config.name, "connect timed out, trying another server");
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("connect timed out after {}ms", timeouts.connect.as_millis()),
+        };
+        server.health.report_error();
+        Counters::add(&server.counters.errors, 1);
+        let retry = pool.config.retry_on.conn_failure && attempt < pool.config.retries;
+        tracing::warn!(listener = %name, pool = %pool.config.name, server = %server.config.name, error, retry, "connect failed");
+        if !retry {
+            break "connect failed";
         }
-        tried.push(index);
+        attempt += 1;
+        Counters::add(&server.counters.retries, 1);
+        Counters::add(&pool.counters.retries, 1);
+        tried.push(in_flight.index());
+    };
+    Counters::add(&pool.counters.errors, 1);
+    Counters::add(&counters.errors, 1);
+    if listener.access_log {
+        tracing::warn!(
+            target: "halo::access",
+            listener = %name, client = %peer, pool = %pool.config.name, retries = attempt,
+            ms = started.elapsed().as_millis(), result = failure, "tcp"
+        );
     }
-    tracing::warn!(
-        target: "halo::access",
-        listener = %listener, client = %peer, pool = %pool.config.name, tried = tried.len(),
-        ms = started.elapsed().as_millis(), result = "no server available", "tcp"
-    );
 }
 
-async fn connect(address: &ServerAddress) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect(address: &ServerAddress) -> std::io::Result<TcpStream> {
     let stream = match address {
         ServerAddress::Socket(a) => TcpStream::connect(a).await?,
         // Resolved on every connect, so a server whose address changes is followed.
@@ -105,22 +132,28 @@ async fn connect(address: &ServerAddress) -> std::io::Result<TcpStream> {
 }
 
 #[derive(Debug)]
-struct PumpError {
-    up: u64,
-    down: u64,
-    error: std::io::Error,
+pub(crate) struct PumpError {
+    pub(crate) up: u64,
+    pub(crate) down: u64,
+    pub(crate) error: std::io::Error,
 }
 
 /// Copies both directions concurrently. Each direction forwards EOF as a
 /// half-close. It ends when both are done, on an error, or when neither side
 /// has sent a byte for `idle`.
-async fn pump(
-    client: TcpStream,
-    server: TcpStream,
+pub(crate) async fn pump<CR, CW, SR, SW>(
+    mut client_read: CR,
+    mut client_write: CW,
+    mut server_read: SR,
+    mut server_write: SW,
     idle: Duration,
-) -> Result<(u64, u64), PumpError> {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+) -> Result<(u64, u64), PumpError>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    SR: AsyncRead + Unpin,
+    SW: AsyncWrite + Unpin,
+{
     let origin = Instant::now();
     // Milliseconds since `origin` of the last byte either way.
     let last = AtomicU64::new(0);

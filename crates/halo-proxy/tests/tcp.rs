@@ -1,13 +1,15 @@
 //! TCP mode through real sockets: backends on 127.0.0.1:0 that say their name
 //! and then echo, the proxy built from config text as `halo run` builds it.
 
+mod common;
+
+use common::Running;
+use halo_health::ServerKey;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use halo_health::{HealthHub, Registry, ServerKey};
-use halo_proxy::Proxy;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -45,25 +47,12 @@ async fn closed_port() -> SocketAddr {
         .unwrap()
 }
 
-struct Running {
-    proxy: Proxy,
-    registry: Registry,
+trait Tcp {
+    async fn who(&self) -> String;
+    async fn tally(&self, n: usize) -> HashMap<String, usize>;
 }
 
-impl Running {
-    async fn start(toml: &str) -> Self {
-        let config = halo_config::parse(Path::new("test.toml"), toml)
-            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
-        let mut registry = Registry::new(HealthHub::new(7));
-        registry.apply(&config);
-        let proxy = Proxy::start(&config, &registry, 7).await.unwrap();
-        Self { proxy, registry }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.proxy.bound()[0].1
-    }
-
+impl Tcp for Running {
     /// Connects and returns the name of the server reached.
     async fn who(&self) -> String {
         let sock = TcpStream::connect(self.addr()).await.unwrap();
@@ -86,19 +75,6 @@ impl Running {
             *seen.entry(self.who().await).or_insert(0) += 1;
         }
         seen
-    }
-
-    /// Waits until `pool/server` is down by health (deadline 10s).
-    async fn wait_down(&self, pool: &str, server: &str) {
-        let health = self.registry.health(&ServerKey::new(pool, server)).unwrap();
-        let mut events = self.registry.hub().subscribe();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while health.is_up() {
-                let _ = events.recv().await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{pool}/{server} not down within 10s"));
     }
 }
 

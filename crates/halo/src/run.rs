@@ -34,21 +34,15 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
     let mut missing: Vec<String> = c
         .listeners
         .iter()
-        .filter(|l| l.protocol != Protocol::Tcp)
+        .filter(|l| !matches!(l.protocol, Protocol::Tcp | Protocol::Http))
         .map(|l| {
             format!(
-                "[[listener]] \"{}\" with protocol = \"{}\" (only \"tcp\" is built)",
+                "[[listener]] \"{}\" with protocol = \"{}\" (\"http\" and \"tcp\" are built)",
                 l.name,
                 l.protocol.as_str()
             )
         })
         .collect();
-    missing.extend(
-        c.listeners
-            .iter()
-            .filter(|l| l.accept_proxy)
-            .map(|l| format!("accept_proxy = true on listener \"{}\"", l.name)),
-    );
     if !c.vips.is_empty() {
         missing.push("[[vip]] (VRRP tier)".into());
     }
@@ -60,7 +54,7 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
     }
     if !missing.is_empty() {
         anyhow::bail!(
-            "not supported yet: {}; this build runs [[pool]] health checks and tcp listeners \
+            "not supported yet: {}; this build runs [[pool]] health checks and http and tcp listeners \
              (`halo check` validates every section)",
             missing.join(", ")
         );

@@ -101,7 +101,7 @@ fn run_refuses_sections_whose_tier_is_not_built_and_names_them() {
     let out = halo().arg("run").arg("-c").arg(reference).output().unwrap();
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    for section in ["[[listener]]", "[[vip]]", "[gslb]", "[admin]"] {
+    for section in ["[[vip]]", "[gslb]", "[admin]"] {
         assert!(
             stderr.contains(section),
             "{section} not named in:\n{stderr}"
@@ -258,20 +258,4 @@ fn run_serves_a_tcp_listener_and_logs_its_address() {
 
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
-}
-
-#[test]
-fn run_refuses_accept_proxy_until_it_is_built() {
-    let path = temp_config(
-        "accept-proxy.toml",
-        "[[listener]]\nname = \"front\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"p\"\naccept_proxy = true\n\
-         [[pool]]\nname = \"p\"\n[[pool.server]]\nname = \"b\"\naddress = \"127.0.0.1:9\"\n",
-    );
-    let out = halo().arg("run").arg("-c").arg(&path).output().unwrap();
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("not supported yet: accept_proxy = true on listener \"front\""),
-        "{stderr}"
-    );
 }

@@ -1,0 +1,743 @@
+//! HTTP mode: HTTP/1.1 (keep-alive) and HTTP/2 cleartext (prior knowledge)
+//! from clients, HTTP/1.1 with pooled keep-alive connections to servers.
+//!
+//! A request goes: route by Host and path → pick a server (health, tiers,
+//! `max_conns` queue) → a pooled or new connection → forward, streaming the
+//! body both ways. Failures are retried on another server when that is safe:
+//! always when nothing was sent (connect failure), and for idempotent
+//! requests without a body also when the server closed, reset, sent junk or
+//! timed out before the first response byte (`retry_on`). A reused keep-alive
+//! connection the server closed just as we sent is retried on a new connection
+//! to the same server without counting as a retry: that is the keep-alive race,
+//! not a sick server.
+
+pub(crate) mod body;
+pub(crate) mod route;
+pub(crate) mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use halo_config::SendProxy;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+use self::body::{Body, Counted, UpstreamBody};
+use self::upstream::Sender;
+use crate::Snapshot;
+use crate::pool::{InFlight, NoServer, PoolRuntime};
+use crate::stats::{Active, Counters};
+
+/// Request heads (request line and headers) larger than this get a 431.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// What every request of one client connection shares.
+#[derive(Debug)]
+struct ConnCtx {
+    listener: Arc<str>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    client: SocketAddr,
+    local: SocketAddr,
+    /// The client's address as an X-Forwarded-For element, made once per
+    /// connection.
+    client_ip: HeaderValue,
+    proto: HeaderValue,
+    counters: Arc<Counters>,
+}
+
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+) {
+    let (accept_proxy, request_header, counters) = {
+        let snap = snapshot.load();
+        let Some(l) = snap.listener(&name) else {
+            return;
+        };
+        (l.accept_proxy, l.request_header, Arc::clone(&l.counters))
+    };
+    let _active = Active::new(&counters);
+    let Some((client, local)) = crate::client_addresses(
+        &mut stream,
+        peer,
+        accept_proxy.then_some(request_header),
+        &name,
+        &counters,
+    )
+    .await
+    else {
+        return;
+    };
+    let ctx = Arc::new(ConnCtx {
+        listener: Arc::clone(&name),
+        snapshot,
+        client,
+        local,
+        client_ip: HeaderValue::from_str(&client.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown")),
+        proto: HeaderValue::from_static("http"),
+        counters,
+    });
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Also closes an idle keep-alive connection (HAProxy's
+        // `timeout http-keep-alive` falls back to `http-request` too).
+        .header_read_timeout(request_header)
+        .max_buf_size(MAX_HEAD);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEAD).unwrap_or(u32::MAX));
+    let service = {
+        let ctx = Arc::clone(&ctx);
+        service_fn(move |req| handle(req, Arc::clone(&ctx)))
+    };
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await
+    {
+        report_connection_error(&ctx, e.as_ref());
+    }
+}
+
+/// Connection-level errors are the client's: malformed heads (answered 400 or
+/// 431 by hyper before we see a request), slow heads, resets.
+fn report_connection_error(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) {
+    let hyper_err = e.downcast_ref::<hyper::Error>();
+    let what = match hyper_err {
+        Some(h) if h.is_parse_too_large() => "request head too large (431)",
+        Some(h) if h.is_parse() => "malformed request (400)",
+        Some(h) if h.is_timeout() => "request head not received in time",
+        Some(h) if h.is_incomplete_message() => "client closed mid-request",
+        _ => "client connection error",
+    };
+    Counters::add(&ctx.counters.errors, 1);
+    tracing::info!(
+        target: "halo::access",
+        listener = %ctx.listener, client = %ctx.client, result = what, error = %e, "http"
+    );
+}
+
+/// One line per request, written when the response body is done.
+#[derive(Debug)]
+pub(crate) struct AccessRecord {
+    listener: Arc<str>,
+    client: SocketAddr,
+    method: Method,
+    host: String,
+    path: String,
+    status: u16,
+    pool: String,
+    server: String,
+    retries: u32,
+    started: Instant,
+    head_ms: u128,
+    pub(crate) result: &'static str,
+}
+
+impl AccessRecord {
+    pub(crate) fn write(&self, bytes: u64) {
+        tracing::info!(
+            target: "halo::access",
+            listener = %self.listener, client = %self.client, method = %self.method,
+            host = %self.host, path = %self.path, status = self.status, pool = %self.pool,
+            server = %self.server, retries = self.retries, head_ms = self.head_ms,
+            ms = self.started.elapsed().as_millis(), bytes, result = self.result, "http"
+        );
+    }
+}
+
+async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let snap = ctx.snapshot.load();
+    let Some(listener) = snap.listener(&ctx.listener) else {
+        return Ok(generated(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "listener removed\n",
+        ));
+    };
+    listener.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let log =
+        listener.access_log && tracing::enabled!(target: "halo::access", tracing::Level::INFO);
+
+    let host_value = request_host(&req);
+    let raw_host = host_value
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let host = route::normalize_host(raw_host);
+    let Some(pool) = listener.router.route(&host, req.uri().path()).cloned() else {
+        let msg = format!("404 no route for host \"{host}\"\n");
+        let resp = generated(StatusCode::NOT_FOUND, msg);
+        let path = log.then(|| path_and_query(req.uri()));
+        log_generated(
+            &ctx,
+            log,
+            req.method(),
+            &host,
+            path.as_deref(),
+            started,
+            &resp,
+            None,
+            0,
+            "no route",
+        );
+        return Ok(resp);
+    };
+    drop(snap);
+    Ok(forward(req, host_value, ctx, pool, started, log).await)
+}
+
+fn path_and_query(uri: &Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(String::new, ToString::to_string)
+}
+
+/// The Host header, or HTTP/2's :authority.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.headers().get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
+/// Idempotent methods (RFC 9110 §9.2.2): safe to send twice.
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_has(req.headers(), "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): those named in Connection,
+/// and the standard ones. `keep_upgrade` keeps Upgrade and `Connection: upgrade`
+/// for a WebSocket handshake.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if !(keep_upgrade && name == header::UPGRADE) {
+                headers.remove(name);
+            }
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Rewrites the head for the server: origin-form URI, HTTP/1.1, a Host, no
+/// hop-by-hop headers, X-Forwarded-*.
+fn prepare(parts: &mut Parts, host: Option<&HeaderValue>, upgrade: bool, ctx: &ConnCtx) {
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        // Absolute form (a proxy-style request, or HTTP/2's :authority).
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    parts.version = Version::HTTP_11;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers, upgrade);
+    if let Some(host) = host {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, host.clone());
+        }
+        headers.insert(&X_FORWARDED_HOST, host.clone());
+    }
+    match headers.get(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + ctx.client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ctx.client_ip.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                headers.insert(&X_FORWARDED_FOR, v);
+            }
+        }
+        None => {
+            headers.insert(&X_FORWARDED_FOR, ctx.client_ip.clone());
+        }
+    }
+    headers.insert(&X_FORWARDED_PROTO, ctx.proto.clone());
+}
+
+/// How one attempt on a server ended, when it did not produce a response.
+enum Failure {
+    /// Could not connect (nothing was sent).
+    Connect(String),
+    /// Closed or reset before any response byte.
+    Empty(String),
+    /// An unparsable response head.
+    Junk(String),
+    /// No response head within `timeouts.server`.
+    Timeout,
+}
+
+#[allow(clippy::too_many_lines)] // one retry loop reads best in one place
+async fn forward(
+    mut req: Request<Incoming>,
+    host: Option<HeaderValue>,
+    ctx: Arc<ConnCtx>,
+    pool: Arc<PoolRuntime>,
+    started: Instant,
+    log: bool,
+) -> Response<Body> {
+    pool.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let upgrade = wants_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let method = parts.method.clone();
+    let path_for_log = log.then(|| path_and_query(&parts.uri));
+    let raw_host = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    prepare(&mut parts, host.as_ref(), upgrade, &ctx);
+
+    // Requests that may be sent twice: idempotent, and no body to replay.
+    let replayable = is_idempotent(&method) && incoming.is_end_stream() && !upgrade;
+    let cfg = &pool.config;
+    let mut head = Some(parts);
+    let mut body = Some(if incoming.is_end_stream() {
+        Body::Empty
+    } else {
+        Body::Request(Counted {
+            inner: incoming,
+            bytes: 0,
+            counters: [
+                Some(Arc::clone(&ctx.counters)),
+                Some(Arc::clone(&pool.counters)),
+            ],
+        })
+    });
+    // A pooled connection carries other clients' requests: never with a PROXY
+    // header (it names one client), never for an upgrade (the socket leaves).
+    let poolable = cfg.send_proxy == SendProxy::Off && !upgrade;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut retries: u32 = 0;
+    let mut last_failure = None;
+
+    let (status, msg, result) = loop {
+        let in_flight = match pool.acquire(ctx.client.ip(), &tried).await {
+            Ok(f) => f,
+            Err(why) => {
+                break match (why, &last_failure) {
+                    (NoServer::QueueTimeout, _) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 every server is busy: queue timeout\n",
+                        "queue timeout",
+                    ),
+                    (NoServer::Unavailable, None) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 no server available\n",
+                        "no server available",
+                    ),
+                    (NoServer::Unavailable, Some(f)) => failure_response(f),
+                };
+            }
+        };
+        let server = in_flight.server();
+        let mut use_idle = poolable;
+
+        // One server: a pooled connection, or a new one, until a response or
+        // a failure that ends this server's turn.
+        let (failure, allowed) = loop {
+            let (mut sender, reused) = match if use_idle {
+                server.idle.take().await
+            } else {
+                None
+            } {
+                Some(s) => (s, true),
+                None => match timeout(
+                    cfg.timeouts.connect,
+                    upstream::connect(server, cfg.send_proxy, ctx.client, ctx.local),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => (s, false),
+                    Ok(Err(e)) => {
+                        break (Failure::Connect(e.to_string()), cfg.retry_on.conn_failure);
+                    }
+                    Err(_) => {
+                        let e = format!(
+                            "connect timed out after {}ms",
+                            cfg.timeouts.connect.as_millis()
+                        );
+                        break (Failure::Connect(e), cfg.retry_on.conn_failure);
+                    }
+                },
+            };
+
+            let request = match &head {
+                Some(h) if replayable => {
+                    let mut r = Request::new(Body::Empty);
+                    *r.method_mut() = h.method.clone();
+                    *r.uri_mut() = h.uri.clone();
+                    *r.version_mut() = h.version;
+                    *r.headers_mut() = h.headers.clone();
+                    r
+                }
+                _ => match (head.take(), body.take()) {
+                    (Some(h), Some(b)) => Request::from_parts(h, b),
+                    _ => unreachable!("a non-replayable request is sent once"),
+                },
+            };
+
+            match timeout(cfg.timeouts.server, sender.try_send_request(request)).await {
+                Ok(Ok(resp)) => {
+                    return respond(
+                        resp,
+                        sender,
+                        in_flight,
+                        &ctx,
+                        client_upgrade,
+                        retries,
+                        started,
+                        log.then(|| {
+                            (
+                                method,
+                                raw_host.to_owned(),
+                                path_for_log.unwrap_or_default(),
+                            )
+                        }),
+                        cfg.timeouts.server,
+                        cfg.timeouts.tunnel,
+                    );
+                }
+                Ok(Err(mut e)) => {
+                    if let Some(unsent) = e.take_message() {
+                        // Never written: safe to send anywhere.
+                        if head.is_none() {
+                            let (h, b) = unsent.into_parts();
+                            head = Some(h);
+                            body = Some(b);
+                        }
+                        if reused {
+                            continue; // a pooled connection that just closed
+                        }
+                        let e = e.into_error().to_string();
+                        break (Failure::Connect(e), cfg.retry_on.conn_failure);
+                    }
+                    let err = e.into_error();
+                    let junk = err.is_parse() || err.is_parse_status();
+                    let failure = if junk {
+                        Failure::Junk(err.to_string())
+                    } else {
+                        Failure::Empty(err.to_string())
+                    };
+                    let allowed = replayable
+                        && if junk {
+                            cfg.retry_on.junk_response
+                        } else {
+                            cfg.retry_on.empty_response
+                        };
+                    if allowed && reused && !junk {
+                        // The keep-alive race: try a fresh connection first.
+                        use_idle = false;
+                        continue;
+                    }
+                    break (failure, allowed);
+                }
+                Err(_) => {
+                    break (
+                        Failure::Timeout,
+                        replayable && cfg.retry_on.response_timeout,
+                    );
+                }
+            }
+        };
+        let retry = next_server(&in_flight, &mut tried, &mut retries, allowed, &failure);
+        if !retry {
+            break failure_response(&failure);
+        }
+        last_failure = Some(failure);
+    };
+    // Out of servers or retries, or the failure may not be retried.
+    pool.counters.errors.fetch_add(1, Ordering::Relaxed);
+    let resp = generated(status, msg);
+    log_generated(
+        &ctx,
+        log,
+        &method,
+        raw_host,
+        path_for_log.as_deref(),
+        started,
+        &resp,
+        Some(&pool),
+        retries,
+        result,
+    );
+    resp
+}
+
+/// Records a failed attempt on `in_flight`'s server and says whether to try
+/// another server.
+fn next_server(
+    in_flight: &InFlight,
+    tried: &mut Vec<usize>,
+    retries: &mut u32,
+    allowed: bool,
+    failure: &Failure,
+) -> bool {
+    let server = in_flight.server();
+    server.health.report_error();
+    server.counters.errors.fetch_add(1, Ordering::Relaxed);
+    let detail = match failure {
+        Failure::Connect(e) | Failure::Empty(e) | Failure::Junk(e) => e.as_str(),
+        Failure::Timeout => "response timeout",
+    };
+    let pool = in_flight.pool();
+    let retry = allowed && *retries < u32::from(pool.config.retries);
+    tracing::warn!(
+        pool = %pool.config.name, server = %server.config.name, error = detail,
+        retry, "server attempt failed"
+    );
+    if retry {
+        tried.push(in_flight.index());
+        *retries += 1;
+        server.counters.retries.fetch_add(1, Ordering::Relaxed);
+        pool.counters.retries.fetch_add(1, Ordering::Relaxed);
+    }
+    retry
+}
+
+fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
+    match f {
+        // HAProxy answers a connect failure after its retries with 503.
+        Failure::Connect(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 no server could be reached\n",
+            "connect failed",
+        ),
+        Failure::Empty(_) => (
+            StatusCode::BAD_GATEWAY,
+            "502 the server closed the connection without a response\n",
+            "empty response",
+        ),
+        Failure::Junk(_) => (
+            StatusCode::BAD_GATEWAY,
+            "502 the server sent an invalid response\n",
+            "invalid response",
+        ),
+        Failure::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 the server did not answer in time\n",
+            "server timeout",
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    mut resp: Response<Incoming>,
+    sender: Sender,
+    in_flight: InFlight,
+    ctx: &Arc<ConnCtx>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    retries: u32,
+    started: Instant,
+    log: Option<(Method, String, String)>,
+    server_timeout: Duration,
+    tunnel_timeout: Duration,
+) -> Response<Body> {
+    let server = in_flight.server();
+    let status = resp.status();
+    // HAProxy `observe layer7`: 100-499, 501 and 505 are good answers.
+    let bad = status.is_server_error()
+        && status != StatusCode::NOT_IMPLEMENTED
+        && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+    if bad {
+        server.health.report_error();
+    } else {
+        server.health.report_success();
+    }
+    server.counters.requests.fetch_add(1, Ordering::Relaxed);
+    server.counters.response(status.as_u16());
+    in_flight.pool().counters.response(status.as_u16());
+    ctx.counters.response(status.as_u16());
+
+    let record = log.map(|(method, host, path)| {
+        Box::new(AccessRecord {
+            listener: Arc::clone(&ctx.listener),
+            client: ctx.client,
+            method,
+            host,
+            path,
+            status: status.as_u16(),
+            pool: in_flight.pool().config.name.clone(),
+            server: server.config.name.clone(),
+            retries,
+            started,
+            head_ms: started.elapsed().as_millis(),
+            result: "ok",
+        })
+    });
+
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let server_upgrade = hyper::upgrade::on(&mut resp);
+            let (parts, _) = resp.into_parts();
+            tokio::spawn(tunnel(
+                client_upgrade,
+                server_upgrade,
+                in_flight,
+                tunnel_timeout,
+                record,
+            ));
+            drop(sender);
+            return Response::from_parts(parts, Body::Empty);
+        }
+    }
+    let (mut parts, incoming) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(
+        parts,
+        Body::Upstream(UpstreamBody {
+            inner: incoming,
+            in_flight,
+            sender: Some(sender),
+            listener: Arc::clone(&ctx.counters),
+            idle: server_timeout,
+            sleep: None,
+            bytes: 0,
+            log: record,
+        }),
+    )
+}
+
+/// Joins an upgraded client connection to the upgraded server connection.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    server: hyper::upgrade::OnUpgrade,
+    in_flight: InFlight,
+    idle: Duration,
+    record: Option<Box<AccessRecord>>,
+) {
+    let (client, server) = match tokio::try_join!(client, server) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let client = TokioIo::new(client);
+    let server_io = TokioIo::new(server);
+    let (cr, cw) = tokio::io::split(client);
+    let (sr, sw) = tokio::io::split(server_io);
+    let outcome = crate::tcp::pump(cr, cw, sr, sw, idle).await;
+    let (up, down) = match &outcome {
+        Ok(b) => *b,
+        Err(e) => (e.up, e.down),
+    };
+    let counters = &in_flight.server().counters;
+    Counters::add(&counters.bytes_in, up);
+    Counters::add(&counters.bytes_out, down);
+    if let Some(mut r) = record {
+        r.result = if outcome.is_ok() {
+            "tunnel closed"
+        } else {
+            "tunnel error"
+        };
+        r.write(down);
+    }
+}
+
+/// A response halo wrote itself: short plain text, never cached.
+fn generated(status: StatusCode, msg: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Body::text(msg));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_generated(
+    ctx: &ConnCtx,
+    log: bool,
+    method: &Method,
+    host: &str,
+    path: Option<&str>,
+    started: Instant,
+    resp: &Response<Body>,
+    pool: Option<&Arc<PoolRuntime>>,
+    retries: u32,
+    result: &'static str,
+) {
+    let status = resp.status().as_u16();
+    ctx.counters.response(status);
+    ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(p) = pool {
+        p.counters.response(status);
+    }
+    if log {
+        tracing::info!(
+            target: "halo::access",
+            listener = %ctx.listener, client = %ctx.client, method = %method, host,
+            path = path.unwrap_or_default(), status,
+            pool = pool.map_or("", |p| p.config.name.as_str()),
+            server = "", retries, ms = started.elapsed().as_millis(), bytes = 0u64,
+            result, "http"
+        );
+    }
+}

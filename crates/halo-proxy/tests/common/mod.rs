@@ -1,0 +1,43 @@
+//! What the TCP and HTTP tests share: a proxy built from config text as
+//! `halo run` builds it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use halo_health::{HealthHub, Registry, ServerKey};
+use halo_proxy::Proxy;
+
+pub(crate) struct Running {
+    pub(crate) proxy: Proxy,
+    pub(crate) registry: Registry,
+}
+
+impl Running {
+    pub(crate) async fn start(toml: &str) -> Self {
+        let config = halo_config::parse(Path::new("test.toml"), toml)
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let mut registry = Registry::new(HealthHub::new(7));
+        registry.apply(&config);
+        let proxy = Proxy::start(&config, &registry, 7).await.unwrap();
+        Self { proxy, registry }
+    }
+
+    /// The first listener's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.proxy.bound()[0].1
+    }
+
+    /// Waits until `pool/server` is down by health (deadline 20s).
+    pub(crate) async fn wait_down(&self, pool: &str, server: &str) {
+        let health = self.registry.health(&ServerKey::new(pool, server)).unwrap();
+        let mut events = self.registry.hub().subscribe();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while health.is_up() {
+                let _ = events.recv().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{pool}/{server} not down in time"));
+    }
+}

@@ -1,0 +1,937 @@
+//! HTTP mode through real sockets: hyper backends on 127.0.0.1:0, the proxy
+//! built from config text as `halo run` builds it, clients over raw TCP (for
+//! the malformed and slow cases) or hyper's HTTP/1.1 and HTTP/2 clients.
+
+mod common;
+
+use common::Running;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+fn full(text: impl Into<Bytes>) -> BoxBody {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A backend named `name`. Paths:
+/// - `/echo`: streams the request body back;
+/// - `/slow/MS`: answers after MS milliseconds;
+/// - `/status/N`: answers status N;
+/// - anything else: "<name>\n" then the request headers it saw, one per line.
+async fn backend(name: &str) -> (SocketAddr, Backend) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let name: Arc<str> = name.into();
+    let (kill, killed) = tokio::sync::watch::channel(());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let name = Arc::clone(&name);
+            let mut killed = killed.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let name = Arc::clone(&name);
+                    async move { Ok::<_, Infallible>(answer(&name, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(sock), service)
+                    .with_upgrades();
+                // Killed: the socket closes mid-whatever, like a crashed server.
+                tokio::select! {
+                    _ = conn => {}
+                    _ = killed.changed() => {}
+                }
+            });
+        }
+    });
+    (addr, Backend { kill, task })
+}
+
+/// A running backend; dropping it kills it.
+struct Backend {
+    kill: tokio::sync::watch::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Backend {
+    /// Stops listening and closes every open connection at once.
+    fn kill(&self) {
+        self.task.abort();
+        self.kill.send_replace(());
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn answer(name: &str, req: Request<Incoming>) -> Response<BoxBody> {
+    let path = req.uri().path().to_owned();
+    if path == "/ws" {
+        // A WebSocket-style upgrade: 101, then echo every byte.
+        let upgrade = hyper::upgrade::on(req);
+        tokio::spawn(async move {
+            if let Ok(io) = upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(io));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut resp = Response::new(full(""));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        resp.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        return resp;
+    }
+    if path == "/echo" {
+        let mut resp = Response::new(req.into_body().boxed());
+        resp.headers_mut().insert("x-server", name.parse().unwrap());
+        return resp;
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+        return Response::new(full(format!("{name}\n")));
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let mut resp = Response::new(full(format!("{name}\n")));
+        *resp.status_mut() = StatusCode::from_u16(code.parse().unwrap()).unwrap();
+        return resp;
+    }
+    let mut text = format!("{name}\n");
+    for (k, v) in req.headers() {
+        text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+    }
+    Response::new(full(text))
+}
+
+/// One HTTP/1.1 client connection.
+struct Client {
+    send: hyper::client::conn::http1::SendRequest<BoxBody>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        let sock = TcpStream::connect(addr).await.unwrap();
+        Self::over(sock).await
+    }
+
+    async fn over(sock: TcpStream) -> Self {
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(sock))
+            .await
+            .unwrap();
+        tokio::spawn(conn.with_upgrades());
+        Self { send }
+    }
+
+    async fn request(&mut self, req: Request<BoxBody>) -> (StatusCode, String) {
+        timeout(DEADLINE, async {
+            self.send.ready().await.unwrap();
+            let resp = self.send.send_request(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        })
+        .await
+        .expect("no response in time")
+    }
+
+    async fn get(&mut self, host: &str, path: &str) -> (StatusCode, String) {
+        let req = Request::get(path)
+            .header("host", host)
+            .body(full(""))
+            .unwrap();
+        self.request(req).await
+    }
+}
+
+/// The first line of a backend's answer: the server's name.
+fn who(body: &str) -> &str {
+    body.lines().next().unwrap_or("")
+}
+
+fn http_listener(extra: &str) -> String {
+    format!("[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"http\"\n{extra}\n")
+}
+
+/// An http listener whose default pool is "p", and that pool.
+fn default_pool_p(extra: &str, servers: &[(&str, SocketAddr, &str)]) -> String {
+    format!(
+        "{}{}",
+        http_listener("default_pool = \"p\""),
+        pool("p", extra, servers)
+    )
+}
+
+fn pool(name: &str, extra: &str, servers: &[(&str, SocketAddr, &str)]) -> String {
+    let mut s = format!("[[pool]]\nname = \"{name}\"\n{extra}\n");
+    for (n, a, x) in servers {
+        s.push_str(&format!(
+            "[[pool.server]]\nname = \"{n}\"\naddress = \"{a}\"\n{x}\n"
+        ));
+    }
+    s
+}
+
+/// Sends raw bytes on a new connection and returns everything the proxy sends
+/// back before it closes (or the deadline).
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    sock.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = timeout(DEADLINE, sock.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_wildcard_and_path_routing_with_a_404_naming_the_host() {
+    let mut tasks = Vec::new();
+    let mut addrs = HashMap::new();
+    for n in ["grafana", "grafana-api", "apps", "deep", "fallback"] {
+        let (a, t) = backend(n).await;
+        tasks.push(t);
+        addrs.insert(n, a);
+    }
+    let routes = "[[listener.route]]\nhost = \"grafana.example.com\"\npool = \"grafana\"\n\
+         [[listener.route]]\nhost = \"grafana.example.com\"\npath_prefix = \"/api\"\npool = \"grafana-api\"\n\
+         [[listener.route]]\nhost = \"*.apps.example.com\"\npool = \"apps\"\n\
+         [[listener.route]]\nhost = \"*.deep.apps.example.com\"\npool = \"deep\"\n";
+    let mut toml = http_listener(routes);
+    for n in ["grafana", "grafana-api", "apps", "deep"] {
+        toml.push_str(&pool(n, "", &[(n, addrs[n], "")]));
+    }
+    let run = Running::start(&toml).await;
+    let mut c = Client::connect(run.addr()).await;
+    for (host, path, want) in [
+        ("grafana.example.com", "/", "grafana"),
+        ("GRAFANA.Example.com:8080", "/dashboards", "grafana"),
+        ("grafana.example.com.", "/api/health", "grafana-api"),
+        ("x.apps.example.com", "/", "apps"),
+        ("a.b.apps.example.com", "/", "apps"),
+        ("x.deep.apps.example.com", "/", "deep"),
+    ] {
+        let (status, body) = c.get(host, path).await;
+        assert_eq!((status, who(&body)), (StatusCode::OK, want), "{host}{path}");
+    }
+    for host in ["apps.example.com", "other.example.com"] {
+        let (status, body) = c.get(host, "/").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, format!("404 no route for host \"{host}\"\n"));
+    }
+
+    // With a default pool, what no route takes goes there.
+    let toml = format!(
+        "{}{}{}",
+        http_listener(
+            "default_pool = \"fallback\"\n[[listener.route]]\nhost = \"grafana.example.com\"\npool = \"grafana\"\n"
+        ),
+        pool("grafana", "", &[("grafana", addrs["grafana"], "")]),
+        pool("fallback", "", &[("fallback", addrs["fallback"], "")]),
+    );
+    let run = Running::start(&toml).await;
+    let mut c = Client::connect(run.addr()).await;
+    assert_eq!(who(&c.get("unknown.example", "/").await.1), "fallback");
+    assert_eq!(who(&c.get("grafana.example.com", "/").await.1), "grafana");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_are_added_and_hop_by_hop_headers_removed() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
+    let mut c = Client::connect(run.addr()).await;
+    let req = Request::get("/")
+        .header("host", "app.example.com:8080")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("connection", "x-secret, keep-alive")
+        .header("x-secret", "must not pass")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("x-app", "kept")
+        .body(full(""))
+        .unwrap();
+    let (status, body) = c.request(req).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen: Vec<&str> = body.lines().skip(1).collect();
+    for want in [
+        "host: app.example.com:8080",
+        "x-forwarded-for: 203.0.113.9, 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-host: app.example.com:8080",
+        "x-app: kept",
+    ] {
+        assert!(seen.contains(&want), "{want:?} not in {seen:?}");
+    }
+    for gone in ["x-secret", "keep-alive", "proxy-connection", "connection"] {
+        assert!(
+            !seen.iter().any(|l| l.starts_with(&format!("{gone}:"))),
+            "{gone} passed: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_counts_follow_weights_exactly_over_keep_alive() {
+    let (a, _ta) = backend("a").await;
+    let (b, _tb) = backend("b").await;
+    let (c_, _tc) = backend("c").await;
+    let run = Running::start(&default_pool_p(
+        "",
+        &[
+            ("a", a, ""),
+            ("b", b, "weight = 3"),
+            ("c", c_, "weight = 0"),
+        ],
+    ))
+    .await;
+    let mut client = Client::connect(run.addr()).await;
+    let mut seen = HashMap::<String, usize>::new();
+    for _ in 0..40 {
+        let (_, body) = client.get("x", "/").await;
+        *seen.entry(who(&body).to_owned()).or_default() += 1;
+    }
+    assert_eq!(seen, HashMap::from([("a".into(), 10), ("b".into(), 30)]));
+    let stats = run.proxy.stats().servers();
+    let total: u64 = stats.iter().map(|(_, v)| v.requests).sum();
+    assert_eq!(total, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_conn_sends_new_requests_away_from_a_busy_server() {
+    let (a, _ta) = backend("a").await;
+    let (b, _tb) = backend("b").await;
+    let run = Running::start(&default_pool_p(
+        "balance = \"least-conn\"",
+        &[("a", a, ""), ("b", b, "")],
+    ))
+    .await;
+    // Four slow requests occupy both servers two each; then every quick
+    // request goes to whichever has fewer in flight: they alternate, and
+    // never pile onto one.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let addr = run.addr();
+        slow.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            c.get("x", "/slow/1500").await
+        }));
+    }
+    let servers = run.proxy.stats();
+    timeout(DEADLINE, async {
+        loop {
+            let active: u64 = servers.servers().iter().map(|(_, v)| v.active).sum();
+            if active == 4 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("slow requests never started");
+    let per_server: Vec<u64> = servers.servers().iter().map(|(_, v)| v.active).collect();
+    assert_eq!(per_server, vec![2, 2]);
+    // A fifth long request: one server now has 3. The next quick ones go to
+    // the other.
+    let addr = run.addr();
+    slow.push(tokio::spawn(async move {
+        let mut c = Client::connect(addr).await;
+        c.get("x", "/slow/1500").await
+    }));
+    timeout(DEADLINE, async {
+        while servers.servers().iter().map(|(_, v)| v.active).sum::<u64>() != 5 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    let busy = servers
+        .servers()
+        .iter()
+        .find(|(_, v)| v.active == 3)
+        .map(|((_, s), _)| s.clone())
+        .unwrap();
+    let mut c = Client::connect(run.addr()).await;
+    for _ in 0..5 {
+        let (_, body) = c.get("x", "/").await;
+        assert_ne!(
+            who(&body),
+            busy,
+            "a quick request went to the busier server"
+        );
+    }
+    for s in slow {
+        assert_eq!(s.await.unwrap().0, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_under_load_fails_no_idempotent_request() {
+    let (a, ta) = backend("a").await;
+    let (b, _tb) = backend("b").await;
+    let toml = format!(
+        "{}{}",
+        http_listener("default_pool = \"p\""),
+        // No active check: only live traffic can find out.
+        pool("p", "", &[("a", a, ""), ("b", b, "")])
+    );
+    let run = Running::start(&toml).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let addr = run.addr();
+        let done = Arc::clone(&done);
+        workers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut c = Client::connect(addr).await;
+            for _ in 0..150 {
+                let (status, body) = c.get("x", "/").await;
+                if status != StatusCode::OK {
+                    failures.push((status, body));
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            failures
+        }));
+    }
+    // Kill server a (its listener and every open connection) mid-load.
+    timeout(DEADLINE, async {
+        while done.load(Ordering::Relaxed) < 300 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    ta.kill();
+    let mut failures = Vec::new();
+    for w in workers {
+        failures.extend(w.await.unwrap());
+    }
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert_eq!(done.load(Ordering::Relaxed), 1200);
+}
+
+/// A raw backend: reads one request head, then runs `reply` on the socket
+/// with the head it read.
+async fn raw_backend<F, Fut>(reply: F) -> SocketAddr
+where
+    F: Fn(TcpStream, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reply = Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let reply = Arc::clone(&reply);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match sock.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                reply(sock, String::from_utf8_lossy(&head).into_owned()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_get_400_and_431() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
+    let out = raw(
+        run.addr(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(70 * 1024)
+    );
+    let out = raw(run.addr(), big.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    // Just under the limit passes.
+    let fits = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(60 * 1024)
+    );
+    let out = raw(run.addr(), fits.as_bytes()).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_server_502_nothing_healthy_503_slow_server_504() {
+    let junk = raw_backend(|mut sock, _| async move {
+        let _ = sock.write_all(b"this is not http\r\n\r\n").await;
+    })
+    .await;
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (slow, _t) = backend("slow").await;
+    let toml = format!(
+        "{}[[listener.route]]\nhost = \"junk\"\npool = \"junk\"\n\
+         [[listener.route]]\nhost = \"closed\"\npool = \"closed\"\n\
+         [[listener.route]]\nhost = \"slow\"\npool = \"slow\"\n{}{}{}",
+        http_listener(""),
+        pool("junk", "", &[("j", junk, "")]),
+        pool(
+            "closed",
+            "retries = 2",
+            &[("c1", closed, ""), ("c2", closed, "")]
+        ),
+        pool(
+            "slow",
+            "timeouts = { server = \"200ms\" }",
+            &[("s", slow, "")]
+        ),
+    );
+    let run = Running::start(&toml).await;
+    let mut c = Client::connect(run.addr()).await;
+    assert_eq!(
+        c.get("junk", "/").await,
+        (
+            StatusCode::BAD_GATEWAY,
+            "502 the server sent an invalid response\n".into()
+        )
+    );
+    assert_eq!(
+        c.get("closed", "/").await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 no server could be reached\n".into()
+        )
+    );
+    assert_eq!(
+        c.get("slow", "/slow/3000").await,
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 the server did not answer in time\n".into()
+        )
+    );
+    // The same server answers what it can answer in time.
+    assert_eq!(c.get("slow", "/").await.0, StatusCode::OK);
+    let pools: HashMap<String, _> = run.proxy.stats().pools().into_iter().collect();
+    assert_eq!(pools["junk"].responses[4], 1);
+    assert_eq!(pools["closed"].retries, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_conns_queues_then_503_after_the_queue_timeout() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p(
+        "timeouts = { queue = \"300ms\" }",
+        &[("a", a, "max_conns = 1")],
+    ))
+    .await;
+    let busy = {
+        let addr = run.addr();
+        tokio::spawn(async move { Client::connect(addr).await.get("x", "/slow/2000").await })
+    };
+    let stats = run.proxy.stats();
+    timeout(DEADLINE, async {
+        while stats.servers()[0].1.active != 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    let mut c = Client::connect(run.addr()).await;
+    assert_eq!(
+        c.get("x", "/").await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 every server is busy: queue timeout\n".into()
+        )
+    );
+    assert_eq!(busy.await.unwrap().0, StatusCode::OK);
+
+    // A request that finds a slot within the queue time waits and succeeds.
+    let run = Running::start(&default_pool_p(
+        "timeouts = { queue = \"10s\" }",
+        &[("a", a, "max_conns = 1")],
+    ))
+    .await;
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        let addr = run.addr();
+        handles.push(tokio::spawn(async move {
+            Client::connect(addr).await.get("x", "/slow/200").await
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap().0, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_is_cut_off() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p(
+        "timeouts = { request_header = \"300ms\" }",
+        &[("a", a, "")],
+    ))
+    .await;
+    let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The head never ends; the proxy must close long before our deadline.
+    let mut out = Vec::new();
+    let closed = timeout(Duration::from_secs(10), sock.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "connection still open after 10s");
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("200"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_in_and_out() {
+    let (a, _t) = backend("a").await;
+    // Received: the client address in the header becomes X-Forwarded-For.
+    let toml = format!(
+        "{}{}",
+        http_listener("default_pool = \"p\"\naccept_proxy = true"),
+        pool("p", "", &[("a", a, "")])
+    );
+    let run = Running::start(&toml).await;
+    let v2 = halo_proxy::proxy_protocol::header(
+        halo_config::SendProxy::V2,
+        "[2001:db8::7]:4000".parse().unwrap(),
+        "[2001:db8::20]:80".parse().unwrap(),
+    );
+    for (header, client) in [
+        (
+            b"PROXY TCP4 198.51.100.7 192.0.2.20 5555 80\r\n".to_vec(),
+            "198.51.100.7",
+        ),
+        (v2, "2001:db8::7"),
+    ] {
+        let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+        sock.write_all(&header).await.unwrap();
+        let mut c = Client::over(sock).await;
+        let (status, body) = c.get("x", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains(&format!("x-forwarded-for: {client}\n")),
+            "{body}"
+        );
+    }
+    // No header: refused.
+    let out = raw(run.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(out, "");
+
+    // Sent: a server behind send_proxy sees the header before each request.
+    let first_line = raw_backend(|mut sock, head| async move {
+        let line = head.lines().next().unwrap_or("").to_owned();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{line}",
+            line.len()
+        );
+        let _ = sock.write_all(resp.as_bytes()).await;
+    })
+    .await;
+    let run = Running::start(&default_pool_p(
+        "send_proxy = \"v1\"",
+        &[("s", first_line, "")],
+    ))
+    .await;
+    let sock = TcpStream::connect(run.addr()).await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let mut c = Client::over(sock).await;
+    let (status, body) = c.get("x", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {port} {}",
+            run.addr().port()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_tunnels_bytes_both_ways() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
+    let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+    sock.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    timeout(DEADLINE, async {
+        while !head.ends_with(b"\r\n\r\n") {
+            sock.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .unwrap();
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    // A masked text frame "hello", then a second one: echoed byte for byte.
+    for frame in [
+        &[
+            0x81u8,
+            0x85,
+            1,
+            2,
+            3,
+            4,
+            b'h' ^ 1,
+            b'e' ^ 2,
+            b'l' ^ 3,
+            b'l' ^ 4,
+            b'o' ^ 1,
+        ][..],
+        &[0x81u8, 0x82, 9, 9, 9, 9, b'h' ^ 9, b'i' ^ 9][..],
+    ] {
+        sock.write_all(frame).await.unwrap();
+        let mut back = vec![0u8; frame.len()];
+        timeout(DEADLINE, sock.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, frame);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways_and_100_continue_works() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
+
+    // 16 MiB in 64 KiB chunks (chunked: no length given), echoed back.
+    let chunk: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(4);
+    let sender = {
+        let chunk = Bytes::from(chunk.clone());
+        tokio::spawn(async move {
+            for _ in 0..256 {
+                tx.send(Ok(Frame::data(chunk.clone()))).await.unwrap();
+            }
+        })
+    };
+    let body = StreamBody::new(tokio_stream(rx)).boxed();
+    let mut c = Client::connect(run.addr()).await;
+    let req = Request::post("/echo")
+        .header("host", "x")
+        .body(body)
+        .unwrap();
+    let resp = timeout(DEADLINE, async {
+        c.send.ready().await.unwrap();
+        c.send.send_request(req).await.unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let got = timeout(Duration::from_secs(60), resp.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    sender.await.unwrap();
+    assert_eq!(got.len(), 256 * 65_536);
+    assert!(
+        got.chunks(65_536).all(|c| c == &chunk[..]),
+        "body corrupted"
+    );
+
+    // Expect: 100-continue: the client waits for the 100 before its body.
+    let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+    sock.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut interim = [0u8; 25];
+    timeout(DEADLINE, sock.read_exact(&mut interim))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    sock.write_all(b"hello").await.unwrap();
+    let mut resp = vec![0u8; 512];
+    let mut got = String::new();
+    timeout(DEADLINE, async {
+        while !got.ends_with("hello") {
+            let n = sock.read(&mut resp).await.unwrap();
+            assert!(n > 0, "closed early: {got}");
+            got.push_str(&String::from_utf8_lossy(&resp[..n]));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}
+
+/// An mpsc receiver as a stream of frames, without pulling in tokio-stream.
+fn tokio_stream<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Stream<Item = T> {
+    struct Rx<T>(tokio::sync::mpsc::Receiver<T>);
+    impl<T> futures_core::Stream for Rx<T> {
+        type Item = T;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            self.get_mut().0.poll_recv(cx)
+        }
+    }
+    Rx(rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_from_clients() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
+    let sock = TcpStream::connect(run.addr()).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(sock))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // Several streams at once on one connection.
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        let req = Request::get(format!("http://app.example.com/{i}"))
+            .body(full(""))
+            .unwrap();
+        answers.push(send.send_request(req));
+    }
+    for a in answers {
+        let resp = timeout(DEADLINE, a).await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(who(&body), "a");
+        // HTTP/2's :authority reaches the HTTP/1.1 server as Host.
+        assert!(body.contains("host: app.example.com\n"), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_is_retried_after_an_empty_response_but_a_post_is_not() {
+    // Reads the request, then closes without a byte of response.
+    let closer = raw_backend(|sock, _| async move { drop(sock) }).await;
+    let (good, _t) = backend("good").await;
+    let run = Running::start(&default_pool_p(
+        "balance = \"first\"",
+        &[("closer", closer, ""), ("good", good, "")],
+    ))
+    .await;
+    let mut c = Client::connect(run.addr()).await;
+    let (status, body) = c.get("x", "/").await;
+    assert_eq!((status, who(&body)), (StatusCode::OK, "good"));
+    let req = Request::post("/")
+        .header("host", "x")
+        .body(full("a body that may have been acted on"))
+        .unwrap();
+    assert_eq!(
+        c.request(req).await,
+        (
+            StatusCode::BAD_GATEWAY,
+            "502 the server closed the connection without a response\n".into()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_affinity_moves_only_a_dead_servers_clients() {
+    let mut backends = Vec::new();
+    let mut servers = Vec::new();
+    for n in ["s1", "s2", "s3", "s4"] {
+        let (addr, b) = backend(n).await;
+        backends.push(b);
+        servers.push((n, addr));
+    }
+    let list: Vec<(&str, SocketAddr, &str)> = servers.iter().map(|(n, a)| (*n, *a, "")).collect();
+    let toml = format!(
+        "{}{}",
+        // Clients are told apart by the PROXY header: 200 addresses on one host.
+        http_listener("default_pool = \"p\"\naccept_proxy = true"),
+        pool(
+            "p",
+            "balance = \"source\"\n[pool.check]\ninterval = \"50ms\"\nfall = 1",
+            &list
+        )
+    );
+    let run = Running::start(&toml).await;
+    let ask = |client: String| {
+        let addr = run.addr();
+        async move {
+            let mut sock = TcpStream::connect(addr).await.unwrap();
+            let header = format!("PROXY TCP4 {client} 192.0.2.20 4000 80\r\n");
+            sock.write_all(header.as_bytes()).await.unwrap();
+            let mut c = Client::over(sock).await;
+            let (status, body) = c.get("x", "/").await;
+            assert_eq!(status, StatusCode::OK);
+            who(&body).to_owned()
+        }
+    };
+    let clients: Vec<String> = (0..200)
+        .map(|i| format!("198.51.{}.{}", 100 + i / 100, i % 100 + 1))
+        .collect();
+    let mut before = HashMap::new();
+    for c in &clients {
+        before.insert(c.clone(), ask(c.clone()).await);
+    }
+    // Stable: asking again gives the same answers.
+    for c in clients.iter().take(50) {
+        assert_eq!(ask(c.clone()).await, before[c]);
+    }
+    let per_server = |m: &HashMap<String, String>, s: &str| m.values().filter(|v| *v == s).count();
+    for (n, _) in &servers {
+        assert!(per_server(&before, n) > 20, "{n} got too few: {before:?}");
+    }
+    backends[1].kill();
+    run.wait_down("p", "s2").await;
+    let mut after = HashMap::new();
+    for c in &clients {
+        after.insert(c.clone(), ask(c.clone()).await);
+    }
+    for c in &clients {
+        if before[c] == "s2" {
+            assert_ne!(after[c], "s2");
+        } else {
+            assert_eq!(after[c], before[c], "client {c} moved off a live server");
+        }
+    }
+}
