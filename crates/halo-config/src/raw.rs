@@ -26,6 +26,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawNode {
     pub(crate) name: Option<S<String>>,
     pub(crate) site: Option<S<String>>,
+    pub(crate) threads: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -41,6 +41,9 @@ pub struct Node {
     pub name: String,
     /// The site (datacenter / cluster), k8gb's geo tag. Default `"default"`.
     pub site: String,
+    /// Proxy worker threads (HAProxy `nbthread`); 0 = one per CPU this
+    /// process may run on. Default 0.
+    pub threads: u16,
 }
 
 /// `[admin]`.

@@ -239,7 +239,17 @@ impl Validator<'_, '_> {
         let site = raw
             .and_then(|n| n.site.as_ref())
             .map_or_else(|| "default".to_owned(), |s| self.name(s, "site"));
-        Node { name, site }
+        let threads = self.int(
+            raw.and_then(|n| n.threads.as_ref()),
+            "threads",
+            0..=1024,
+            0u16,
+        );
+        Node {
+            name,
+            site,
+            threads,
+        }
     }
 
     fn admin(&mut self, raw: &S<crate::raw::RawAdmin>, base_dir: &Path) -> Option<Admin> {

@@ -57,6 +57,9 @@ pub enum ProxyError {
         /// Its protocol.
         protocol: &'static str,
     },
+    /// A proxy thread could not be started.
+    #[error("cannot start a proxy thread: {0}")]
+    Thread(std::io::Error),
     /// The new config changes listeners, which a reload cannot do yet.
     #[error("the reload changes [[listener]] sections, which needs a restart in this build")]
     ListenersChanged,
@@ -131,13 +134,89 @@ pub struct Proxy {
     listeners: Vec<halo_config::Listener>,
     bound: Vec<(String, SocketAddr)>,
     tasks: Vec<JoinHandle<()>>,
+    workers: Vec<Worker>,
     stats: Arc<Stats>,
     seed: u64,
 }
 
+/// One bound copy of a listener's address.
+#[derive(Debug)]
+struct Bound {
+    socket: std::net::TcpListener,
+    addr: SocketAddr,
+    name: Arc<str>,
+    protocol: Protocol,
+}
+
+fn serve_listener(
+    listener: TcpListener,
+    name: Arc<str>,
+    protocol: Protocol,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+) -> JoinHandle<()> {
+    if protocol == Protocol::Tcp {
+        tokio::spawn(accept_loop(listener, name, snapshot, tcp::handle))
+    } else {
+        tokio::spawn(accept_loop(listener, name, snapshot, http::serve))
+    }
+}
+
+/// A proxy thread: a single-threaded tokio runtime serving its own copies of
+/// the listeners until stopped.
+#[derive(Debug)]
+struct Worker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(
+        index: usize,
+        sockets: Vec<Bound>,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+    ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("halo-proxy-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    for b in sockets {
+                        match TcpListener::from_std(b.socket) {
+                            Ok(l) => {
+                                serve_listener(l, b.name, b.protocol, Arc::clone(&snapshot));
+                            }
+                            Err(e) => {
+                                tracing::error!(listener = %b.name, error = %e, "cannot serve");
+                            }
+                        }
+                    }
+                    // Runs until the Proxy is dropped; dropping the runtime
+                    // then ends every connection task of this thread.
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Proxy {
-    /// Binds every listener of `config` and starts serving. `registry` must have
-    /// applied `config`.
+    /// Binds every listener of `config` and serves on the caller's tokio
+    /// runtime. `registry` must have applied `config`.
     ///
     /// # Errors
     /// A listener that cannot be bound, or whose protocol is not built yet.
@@ -145,6 +224,37 @@ impl Proxy {
         config: &Config,
         registry: &Registry,
         seed: u64,
+    ) -> Result<Self, ProxyError> {
+        Self::start_inner(config, registry, seed, None)
+    }
+
+    /// Binds every listener of `config` once per thread (`SO_REUSEPORT`, so
+    /// the kernel spreads connections) and serves each copy on its own thread
+    /// with a single-threaded runtime, like HAProxy's `nbthread`: a
+    /// connection never changes thread, and tasks are never handed between
+    /// cores. `threads` 0 = one per CPU this process may run on.
+    ///
+    /// # Errors
+    /// As [`Self::start`], or a thread that cannot be started.
+    pub fn start_threaded(
+        config: &Config,
+        registry: &Registry,
+        seed: u64,
+        threads: usize,
+    ) -> Result<Self, ProxyError> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            threads
+        };
+        Self::start_inner(config, registry, seed, Some(threads))
+    }
+
+    fn start_inner(
+        config: &Config,
+        registry: &Registry,
+        seed: u64,
+        threads: Option<usize>,
     ) -> Result<Self, ProxyError> {
         let stats = Arc::new(Stats::default());
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
@@ -155,9 +265,13 @@ impl Proxy {
             listeners: config.listeners.clone(),
             bound: Vec::new(),
             tasks: Vec::new(),
+            workers: Vec::new(),
             stats,
             seed,
         };
+        // Per worker thread (or the caller's runtime): its sockets.
+        let copies = threads.unwrap_or(1);
+        let mut sockets: Vec<Vec<Bound>> = (0..copies).map(|_| Vec::new()).collect();
         for l in &config.listeners {
             if !matches!(l.protocol, Protocol::Tcp | Protocol::Http) {
                 return Err(ProxyError::Unsupported {
@@ -167,21 +281,54 @@ impl Proxy {
             }
             let name: Arc<str> = l.name.as_str().into();
             for &addr in &l.binds {
-                let listener = bind(addr).map_err(|source| ProxyError::Bind {
+                let err = |source| ProxyError::Bind {
                     listener: l.name.clone(),
                     addr,
                     source,
-                })?;
-                let local = listener.local_addr().unwrap_or(addr);
-                tracing::info!(listener = %l.name, addr = %local, protocol = l.protocol.as_str(), "listening");
+                };
+                let first = bind(addr, threads.is_some()).map_err(err)?;
+                // Port 0: the other copies join the port the first one got.
+                let local = first.local_addr().unwrap_or(addr);
+                tracing::info!(listener = %l.name, addr = %local, protocol = l.protocol.as_str(), threads = copies, "listening");
                 proxy.bound.push((l.name.clone(), local));
-                let snapshot = Arc::clone(&proxy.snapshot);
-                let name = Arc::clone(&name);
-                proxy.tasks.push(if l.protocol == Protocol::Tcp {
-                    tokio::spawn(accept_loop(listener, name, snapshot, tcp::handle))
-                } else {
-                    tokio::spawn(accept_loop(listener, name, snapshot, http::serve))
-                });
+                let mut socket = Some(first);
+                for worker in &mut sockets {
+                    let socket = match socket.take() {
+                        Some(s) => s,
+                        None => bind(local, true).map_err(err)?,
+                    };
+                    worker.push(Bound {
+                        socket,
+                        addr: local,
+                        name: Arc::clone(&name),
+                        protocol: l.protocol,
+                    });
+                }
+            }
+        }
+        match threads {
+            None => {
+                for b in sockets.into_iter().flatten() {
+                    let listener =
+                        TcpListener::from_std(b.socket).map_err(|source| ProxyError::Bind {
+                            listener: b.name.to_string(),
+                            addr: b.addr,
+                            source,
+                        })?;
+                    proxy.tasks.push(serve_listener(
+                        listener,
+                        b.name,
+                        b.protocol,
+                        Arc::clone(&proxy.snapshot),
+                    ));
+                }
+            }
+            Some(_) => {
+                for (i, bound) in sockets.into_iter().enumerate() {
+                    let worker = Worker::start(i, bound, Arc::clone(&proxy.snapshot))
+                        .map_err(ProxyError::Thread)?;
+                    proxy.workers.push(worker);
+                }
             }
         }
         Ok(proxy)
@@ -299,8 +446,9 @@ async fn accept_loop<F, Fut>(
 }
 
 /// A listening socket with a deep backlog; IPv6 sockets are IPv6-only so
-/// `[::]:80` and `0.0.0.0:80` can both be bound.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// `[::]:80` and `0.0.0.0:80` can both be bound. `reuse_port` lets each proxy
+/// thread bind its own copy.
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -310,8 +458,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }

@@ -22,7 +22,9 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     refuse_unsupported(&config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The control plane (signals, health checks) needs little: one thread.
+    // The proxy runs its own threads (`node.threads`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -70,7 +72,7 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
     let mut registry = Registry::new(HealthHub::new(seed));
     registry.apply(&config);
-    let mut proxy = Proxy::start(&config, &registry, seed).await?;
+    let mut proxy = Proxy::start_threaded(&config, &registry, seed, config.node.threads.into())?;
     tracing::info!(
         node = %config.node.name,
         site = %config.node.site,
