@@ -64,6 +64,30 @@ struct ConnCtx {
 }
 
 pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+) {
+    let request_header = match snapshot.load().listener(&name) {
+        Some(l) => l.request_header,
+        None => return,
+    };
+    // Until the client sends its first byte, its connection costs only this
+    // small future: the HTTP machinery is allocated once there is a request.
+    // A client that sends nothing within `request_header` is closed.
+    // (`readable()` is not enough: a fresh socket may report ready with no
+    // data; peeking one byte waits for a real one, or for EOF.)
+    if !matches!(
+        timeout(request_header, stream.peek(&mut [0u8; 1])).await,
+        Ok(Ok(1..))
+    ) {
+        return;
+    }
+    Box::pin(serve_active(stream, peer, name, snapshot)).await;
+}
+
+async fn serve_active(
     mut stream: TcpStream,
     peer: SocketAddr,
     name: Arc<str>,
