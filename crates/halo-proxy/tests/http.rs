@@ -935,3 +935,101 @@ async fn source_affinity_moves_only_a_dead_servers_clients() {
         }
     }
 }
+
+/// An example file from `examples/`, with its binds moved to 127.0.0.1:0,
+/// each `from` address replaced by a local backend, and the tiers this
+/// crate does not run (from `cut_at` on) left out.
+fn example(file: &str, cut_at: &str, addresses: &[(String, SocketAddr)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(file);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    if let Some(i) = text.find(cut_at) {
+        text.truncate(i);
+    }
+    for (from, to) in addresses {
+        assert!(text.contains(from), "{from} not in {file}");
+        text = text.replace(from.as_str(), &to.to_string());
+    }
+    for port in ["30800", "80", "81"] {
+        text = text.replace(&format!("\"0.0.0.0:{port}\""), "\"127.0.0.1:0\"");
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_virtual_hosts_two_hosts_on_one_port_reach_two_pools() {
+    let mut keep = Vec::new();
+    let mut map = Vec::new();
+    for (name, from) in [
+        ("grafana-0", "192.0.2.101:3000"),
+        ("kibana-0", "192.0.2.111:5601"),
+        ("kibana-1", "192.0.2.112:5601"),
+        ("router-0", "192.0.2.121:80"),
+        ("router-1", "192.0.2.122:80"),
+    ] {
+        let (addr, b) = backend(name).await;
+        keep.push(b);
+        map.push((from.to_owned(), addr));
+    }
+    let run = Running::start(&example("virtual-hosts.toml", "[gslb]", &map)).await;
+    let mut c = Client::connect(run.addr()).await;
+    let (_, body) = c.get("grafana.under.my-domain.example:30800", "/").await;
+    assert_eq!(who(&body), "grafana-0");
+    let mut kibana = std::collections::HashSet::new();
+    let mut apps = std::collections::HashSet::new();
+    for i in 0..4 {
+        kibana.insert(who(&c.get("kibana.under.my-domain.example", "/").await.1).to_owned());
+        let host = format!("app{i}.apps.my-domain.example");
+        apps.insert(who(&c.get(&host, "/").await.1).to_owned());
+    }
+    assert_eq!(kibana, ["kibana-0", "kibana-1"].map(String::from).into());
+    assert!(apps.iter().all(|a| a.starts_with("router-")), "{apps:?}");
+    let (status, body) = c.get("unknown.under.my-domain.example", "/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("unknown.under.my-domain.example"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_two_datacenters_local_cluster_first_then_backups() {
+    let mut backends = HashMap::new();
+    let mut map = Vec::new();
+    for clus in ["clus1", "clus2"] {
+        for i in 0..3 {
+            let name = format!("{clus}-infra-{i}");
+            let (addr, b) = backend(&name).await;
+            // The same backend stands for the router on :80 and on :81.
+            for port in [80, 81] {
+                map.push((format!("{name}.example.com:{port}"), addr));
+            }
+            backends.insert(name, b);
+        }
+    }
+    let run = Running::start(&example("two-datacenters.toml", "[[vip]]", &map)).await;
+    let (name, main80) = &run.proxy.bound()[0];
+    assert_eq!(name, "main80");
+    // The seed's curl loop, a new connection each time (main80 is mode tcp).
+    let curl_loop = |n: usize| async move {
+        let mut seen = Vec::new();
+        for _ in 0..n {
+            let mut c = Client::connect(*main80).await;
+            let (status, body) = c.get("www.example.com", "/").await;
+            assert_eq!(status, StatusCode::OK);
+            seen.push(who(&body).to_owned());
+        }
+        seen
+    };
+    let before = curl_loop(10).await;
+    assert!(before.iter().all(|s| s.starts_with("clus1-")), "{before:?}");
+    // A client keeps its router (balance source).
+    assert!(before.iter().all(|s| *s == before[0]), "{before:?}");
+
+    for i in 0..3 {
+        backends[&format!("clus1-infra-{i}")].kill();
+    }
+    for i in 0..3 {
+        run.wait_down("router80", &format!("clus1-infra-{i}")).await;
+    }
+    let after = curl_loop(10).await;
+    assert!(after.iter().all(|s| s.starts_with("clus2-")), "{after:?}");
+}
