@@ -262,6 +262,34 @@ impl InFlight {
     pub fn index(&self) -> usize {
         self.index
     }
+
+    /// Records a failed attempt on this server (passive health, counters, a
+    /// log line) and decides whether the request goes on to another server:
+    /// only if the failure kind may be retried (`allowed`) and `retries` has
+    /// room. When it does, the server joins `tried` and `retries_done` grows.
+    pub fn failed(
+        &self,
+        tried: &mut Vec<usize>,
+        retries_done: &mut u32,
+        allowed: bool,
+        error: &str,
+    ) -> bool {
+        let server = self.server();
+        server.health.report_error();
+        server.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let retry = allowed && *retries_done < u32::from(self.pool.config.retries);
+        tracing::warn!(
+            pool = %self.pool.config.name, server = %server.config.name, error,
+            retry, "server attempt failed"
+        );
+        if retry {
+            tried.push(self.index);
+            *retries_done += 1;
+            server.counters.retries.fetch_add(1, Ordering::Relaxed);
+            self.pool.counters.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        retry
+    }
 }
 
 impl Drop for InFlight {

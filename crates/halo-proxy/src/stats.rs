@@ -36,6 +36,12 @@ impl Counters {
         }
     }
 
+    /// Adds a finished transfer: `up` bytes client → server, `down` back.
+    pub(crate) fn transfer(&self, up: u64, down: u64) {
+        Self::add(&self.bytes_in, up);
+        Self::add(&self.bytes_out, down);
+    }
+
     pub(crate) fn response(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.responses[class].fetch_add(1, Ordering::Relaxed);

@@ -52,7 +52,7 @@ pub(crate) async fn handle(
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let timeouts = pool.config.timeouts;
     let mut tried = Vec::new();
-    let mut attempt = 0;
+    let mut attempt: u32 = 0;
     let failure = loop {
         let in_flight = match pool.acquire(peer.ip(), &tried).await {
             Ok(f) => f,
@@ -79,8 +79,7 @@ pub(crate) async fn handle(
                     Err(PumpError { up, down, error }) => (*up, *down, Some(error)),
                 };
                 for c in [&server.counters, &pool.counters, counters] {
-                    Counters::add(&c.bytes_in, up);
-                    Counters::add(&c.bytes_out, down);
+                    c.transfer(up, down);
                 }
                 if result.is_some() {
                     Counters::add(&server.counters.errors, 1);
@@ -98,17 +97,14 @@ pub(crate) async fn handle(
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("connect timed out after {}ms", timeouts.connect.as_millis()),
         };
-        server.health.report_error();
-        Counters::add(&server.counters.errors, 1);
-        let retry = pool.config.retry_on.conn_failure && attempt < pool.config.retries;
-        tracing::warn!(listener = %name, pool = %pool.config.name, server = %server.config.name, error, retry, "connect failed");
-        if !retry {
+        if !in_flight.failed(
+            &mut tried,
+            &mut attempt,
+            pool.config.retry_on.conn_failure,
+            &error,
+        ) {
             break "connect failed";
         }
-        attempt += 1;
-        Counters::add(&server.counters.retries, 1);
-        Counters::add(&pool.counters.retries, 1);
-        tried.push(in_flight.index());
     };
     Counters::add(&pool.counters.errors, 1);
     Counters::add(&counters.errors, 1);

@@ -616,6 +616,23 @@ async fn a_slow_request_head_is_cut_off() {
     assert!(closed.is_ok(), "connection still open after 10s");
     let text = String::from_utf8_lossy(&out);
     assert!(!text.contains("200"), "{text}");
+
+    // The same limit closes a keep-alive connection that sits idle after a
+    // response, and one that never sends a byte (docs/config.md says both).
+    let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = timeout(Duration::from_secs(10), sock.read_to_end(&mut out)).await;
+    assert!(
+        closed.is_ok(),
+        "idle keep-alive connection still open after 10s"
+    );
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    let mut silent = TcpStream::connect(run.addr()).await.unwrap();
+    let closed = timeout(Duration::from_secs(10), silent.read_to_end(&mut Vec::new())).await;
+    assert!(closed.is_ok(), "silent connection still open after 10s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,7 +79,8 @@ impl HttpBody for Body {
 pub(crate) struct Counted {
     pub(crate) inner: Incoming,
     pub(crate) bytes: u64,
-    pub(crate) counters: [Option<Arc<Counters>>; 2],
+    /// The listener's and the pool's.
+    pub(crate) counters: [Arc<Counters>; 2],
 }
 
 impl Counted {
@@ -100,7 +101,7 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        for c in self.counters.iter().flatten() {
+        for c in &self.counters {
             Counters::add(&c.bytes_in, self.bytes);
         }
     }

@@ -69,10 +69,11 @@ pub(crate) async fn serve(
     name: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
 ) {
-    let request_header = match snapshot.load().listener(&name) {
-        Some(l) => l.request_header,
+    let (accept_proxy, request_header, counters) = match snapshot.load().listener(&name) {
+        Some(l) => (l.accept_proxy, l.request_header, Arc::clone(&l.counters)),
         None => return,
     };
+    let active = Active::new(&counters);
     // Until the client sends its first byte, its connection costs only this
     // small future: the HTTP machinery is allocated once there is a request.
     // A client that sends nothing within `request_header` is closed.
@@ -84,7 +85,22 @@ pub(crate) async fn serve(
     ) {
         return;
     }
-    Box::pin(serve_active(stream, peer, name, snapshot)).await;
+    let settings = ConnSettings {
+        accept_proxy,
+        request_header,
+        counters,
+        _active: active,
+    };
+    Box::pin(serve_active(stream, peer, name, snapshot, settings)).await;
+}
+
+/// The listener settings a connection reads once, at accept.
+struct ConnSettings {
+    accept_proxy: bool,
+    request_header: Duration,
+    counters: Arc<Counters>,
+    /// Counts the connection in the listener's `active` from accept to close.
+    _active: Active,
 }
 
 async fn serve_active(
@@ -92,15 +108,14 @@ async fn serve_active(
     peer: SocketAddr,
     name: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    settings: ConnSettings,
 ) {
-    let (accept_proxy, request_header, counters) = {
-        let snap = snapshot.load();
-        let Some(l) = snap.listener(&name) else {
-            return;
-        };
-        (l.accept_proxy, l.request_header, Arc::clone(&l.counters))
-    };
-    let _active = Active::new(&counters);
+    let ConnSettings {
+        accept_proxy,
+        request_header,
+        counters,
+        _active,
+    } = settings;
     let Some((client, local)) = crate::client_addresses(
         &mut stream,
         peer,
@@ -374,9 +389,13 @@ async fn forward(
     let raw_host = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
     prepare(&mut parts, host.as_ref(), upgrade, &ctx);
 
-    // Requests that may be sent twice: idempotent, and no body to replay.
-    let replayable = is_idempotent(&method) && incoming.is_end_stream() && !upgrade;
     let cfg = &pool.config;
+    // Requests that may be sent twice: idempotent, and no body to replay. Only
+    // they keep a copy of their head for another attempt, and only when some
+    // failure after sending may be retried at all.
+    let l7_retries =
+        cfg.retry_on.empty_response || cfg.retry_on.junk_response || cfg.retry_on.response_timeout;
+    let replayable = l7_retries && is_idempotent(&method) && incoming.is_end_stream() && !upgrade;
     let mut head = Some(parts);
     let mut body = Some(if incoming.is_end_stream() {
         Body::Empty
@@ -384,10 +403,7 @@ async fn forward(
         Body::Request(Counted {
             inner: incoming,
             bytes: 0,
-            counters: [
-                Some(Arc::clone(&ctx.counters)),
-                Some(Arc::clone(&pool.counters)),
-            ],
+            counters: [Arc::clone(&ctx.counters), Arc::clone(&pool.counters)],
         })
     });
     // A pooled connection carries other clients' requests: never with a PROXY
@@ -526,8 +542,11 @@ async fn forward(
                 }
             }
         };
-        let retry = next_server(&in_flight, &mut tried, &mut retries, allowed, &failure);
-        if !retry {
+        let detail = match &failure {
+            Failure::Connect(e) | Failure::Empty(e) | Failure::Junk(e) => e.as_str(),
+            Failure::Timeout => "response timeout",
+        };
+        if !in_flight.failed(&mut tried, &mut retries, allowed, detail) {
             break failure_response(&failure);
         }
         last_failure = Some(failure);
@@ -548,37 +567,6 @@ async fn forward(
         result,
     );
     resp
-}
-
-/// Records a failed attempt on `in_flight`'s server and says whether to try
-/// another server.
-fn next_server(
-    in_flight: &InFlight,
-    tried: &mut Vec<usize>,
-    retries: &mut u32,
-    allowed: bool,
-    failure: &Failure,
-) -> bool {
-    let server = in_flight.server();
-    server.health.report_error();
-    server.counters.errors.fetch_add(1, Ordering::Relaxed);
-    let detail = match failure {
-        Failure::Connect(e) | Failure::Empty(e) | Failure::Junk(e) => e.as_str(),
-        Failure::Timeout => "response timeout",
-    };
-    let pool = in_flight.pool();
-    let retry = allowed && *retries < u32::from(pool.config.retries);
-    tracing::warn!(
-        pool = %pool.config.name, server = %server.config.name, error = detail,
-        retry, "server attempt failed"
-    );
-    if retry {
-        tried.push(in_flight.index());
-        *retries += 1;
-        server.counters.retries.fetch_add(1, Ordering::Relaxed);
-        pool.counters.retries.fetch_add(1, Ordering::Relaxed);
-    }
-    retry
 }
 
 fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
@@ -661,6 +649,7 @@ fn respond(
                 client_upgrade,
                 server_upgrade,
                 in_flight,
+                Arc::clone(&ctx.counters),
                 tunnel_timeout,
                 record,
             ));
@@ -690,6 +679,7 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     server: hyper::upgrade::OnUpgrade,
     in_flight: InFlight,
+    listener: Arc<Counters>,
     idle: Duration,
     record: Option<Box<AccessRecord>>,
 ) {
@@ -709,9 +699,13 @@ async fn tunnel(
         Ok(b) => *b,
         Err(e) => (e.up, e.down),
     };
-    let counters = &in_flight.server().counters;
-    Counters::add(&counters.bytes_in, up);
-    Counters::add(&counters.bytes_out, down);
+    for c in [
+        &in_flight.server().counters,
+        &in_flight.pool().counters,
+        &listener,
+    ] {
+        c.transfer(up, down);
+    }
     if let Some(mut r) = record {
         r.result = if outcome.is_ok() {
             "tunnel closed"
