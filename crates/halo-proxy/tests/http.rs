@@ -462,6 +462,122 @@ where
     addr
 }
 
+/// Reads one request head from `sock`; `None` when the client closed.
+async fn read_head(sock: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match sock.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+// One thread, as each `halo run` proxy thread: idle server connections are
+// kept per thread, so a multi-threaded runtime would spread them.
+#[tokio::test(flavor = "current_thread")]
+async fn every_response_framing_reaches_the_client_intact() {
+    // HTTP/1.0, no length: the body runs to the server's close.
+    let close = raw_backend(|mut sock, _| async move {
+        let _ = sock
+            .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close")
+            .await;
+    })
+    .await;
+    // Interim 100 and 103 before the real answer are not forwarded.
+    let interim = raw_backend(|mut sock, _| async move {
+        let _ = sock
+            .write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+            )
+            .await;
+    })
+    .await;
+    // Chunked with an extension and a trailer, in small writes.
+    let chunked = raw_backend(|mut sock, _| async move {
+        for part in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r"[..],
+            b"\nabc\r\n2\r\nde",
+            b"\r\n0\r\nX-T: 1\r\n\r\n",
+        ] {
+            if sock.write_all(part).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Keep-alive over HEAD (a length but no body), 204 and GET: one connection.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let keep = listener.local_addr().unwrap();
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut sock).await {
+                    let reply: &[u8] = if head.starts_with("HEAD") {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                    } else if head.starts_with("GET /none") {
+                        b"HTTP/1.1 204 No Content\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                    };
+                    if sock.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let toml = format!(
+        "{}[[listener.route]]\nhost = \"close\"\npool = \"close\"\n\
+         [[listener.route]]\nhost = \"interim\"\npool = \"interim\"\n\
+         [[listener.route]]\nhost = \"chunked\"\npool = \"chunked\"\n\
+         [[listener.route]]\nhost = \"keep\"\npool = \"keep\"\n{}{}{}{}",
+        http_listener(""),
+        pool("close", "", &[("c", close, "")]),
+        pool("interim", "", &[("i", interim, "")]),
+        pool("chunked", "", &[("c", chunked, "")]),
+        pool("keep", "", &[("k", keep, "")]),
+    );
+    let run = Running::start(&toml).await;
+    let mut c = Client::connect(run.addr()).await;
+    assert_eq!(
+        c.get("close", "/").await,
+        (StatusCode::OK, "until the close".into())
+    );
+    assert_eq!(
+        c.get("interim", "/").await,
+        (StatusCode::OK, "final".into())
+    );
+    assert_eq!(
+        c.get("chunked", "/").await,
+        (StatusCode::OK, "abcde".into())
+    );
+    for _ in 0..3 {
+        let head = Request::head("/")
+            .header("host", "keep")
+            .body(full(""))
+            .unwrap();
+        assert_eq!(c.request(head).await, (StatusCode::OK, String::new()));
+        assert_eq!(
+            c.get("keep", "/none").await,
+            (StatusCode::NO_CONTENT, String::new())
+        );
+        assert_eq!(c.get("keep", "/").await, (StatusCode::OK, "hello".into()));
+    }
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        1,
+        "one server connection for 9 requests"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_requests_get_400_and_431() {
     let (a, _t) = backend("a").await;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::upstream::Sender;
+use super::h1::{self, Chunked, Conn, Decoded, Framing};
 use crate::pool::InFlight;
 use crate::stats::Counters;
 
@@ -26,8 +26,6 @@ pub(crate) enum Body {
     Empty,
     /// A body halo generated (error pages).
     Full(Option<Bytes>),
-    /// A client's request body, counted into `bytes_in` as it passes.
-    Request(Counted),
     /// A server's response body; see [`UpstreamBody`].
     Upstream(UpstreamBody),
 }
@@ -49,7 +47,6 @@ impl HttpBody for Body {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Self::Request(c) => Pin::new(c).poll_frame(cx),
             Self::Upstream(u) => Pin::new(u).poll_frame(cx),
         }
     }
@@ -58,8 +55,7 @@ impl HttpBody for Body {
         match self {
             Self::Empty => true,
             Self::Full(data) => data.is_none(),
-            Self::Request(c) => c.inner.is_end_stream(),
-            Self::Upstream(u) => u.inner.is_end_stream(),
+            Self::Upstream(u) => matches!(u.decoder, Decoder::Done),
         }
     }
 
@@ -67,8 +63,11 @@ impl HttpBody for Body {
         match self {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Self::Request(c) => c.inner.size_hint(),
-            Self::Upstream(u) => u.inner.size_hint(),
+            Self::Upstream(u) => match u.decoder {
+                Decoder::Length(n) => SizeHint::with_exact(n),
+                Decoder::Done => SizeHint::with_exact(0),
+                Decoder::Chunked(_) | Decoder::Close => SizeHint::default(),
+            },
         }
     }
 }
@@ -84,7 +83,7 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
-    fn poll_frame(
+    pub(crate) fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -107,17 +106,88 @@ impl Drop for Counted {
     }
 }
 
-/// A server's response body. It gives the connection back to the server's idle
-/// pool once the body has been read to its end, cuts the response when the
-/// server sends nothing for `idle` (`timeouts.server`), and counts bytes.
+/// How far a response body has been read.
+#[derive(Debug)]
+pub(crate) enum Decoder {
+    /// This many bytes left.
+    Length(u64),
+    Chunked(Chunked),
+    /// Until the server closes.
+    Close,
+    /// Read to its end.
+    Done,
+}
+
+impl Decoder {
+    pub(crate) fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Length(0) | Framing::Upgrade => Self::Done,
+            Framing::Length(n) => Self::Length(n),
+            Framing::Chunked => Self::Chunked(Chunked::new()),
+            Framing::Close => Self::Close,
+        }
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
+        match self {
+            Self::Done => Ok(Decoded::End),
+            Self::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                let data = buf.split_to(take).freeze();
+                *left -= take as u64;
+                if *left == 0 {
+                    *self = Self::Done;
+                }
+                Ok(Decoded::Data(data))
+            }
+            Self::Chunked(c) => {
+                let d = c.decode(buf)?;
+                if d == Decoded::End {
+                    *self = Self::Done;
+                }
+                Ok(d)
+            }
+            Self::Close if buf.is_empty() => Ok(Decoded::NeedMore),
+            Self::Close => Ok(Decoded::Data(buf.split().freeze())),
+        }
+    }
+}
+
+/// A task writing a request body to the server while the response is read
+/// (a server may answer, or stream its answer, before the body ends). Aborted
+/// when dropped: a body nobody waits for any more is not worth sending.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) task: tokio::task::JoinHandle<()>,
+    /// Set when the whole body was written.
+    pub(crate) done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A server's response body, read from the connection by the task that
+/// forwards it. It gives the connection back to the server's idle pool once
+/// the body has been read to its end (and the request body written), cuts
+/// the response when the server sends nothing for `idle` (`timeouts.server`),
+/// and counts bytes.
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
-    pub(crate) inner: Incoming,
+    /// The connection, until the body ends or fails.
+    pub(crate) conn: Option<Conn>,
+    pub(crate) decoder: Decoder,
+    /// The server lets the connection carry another request.
+    pub(crate) keep_alive: bool,
+    pub(crate) writer: Option<Writer>,
     /// Held until the body ends, so least-conn and `max_conns` see a
     /// streaming response as in flight.
     pub(crate) in_flight: InFlight,
-    /// The connection, while it may still go back to the idle pool.
-    pub(crate) sender: Option<Sender>,
     pub(crate) listener: Arc<Counters>,
     pub(crate) idle: Duration,
     /// Made only once the server has kept us waiting: most small responses
@@ -134,51 +204,89 @@ impl UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                match &frame {
-                    Some(Ok(f)) => {
-                        if let Some(d) = f.data_ref() {
-                            this.bytes += d.len() as u64;
-                        }
-                        if let Some(sleep) = &mut this.sleep {
-                            sleep.as_mut().reset(Instant::now() + this.idle);
-                        }
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.decoder.decode(&mut conn.buf) {
+                Ok(Decoded::Data(data)) => {
+                    this.bytes += data.len() as u64;
+                    if let Some(sleep) = &mut this.sleep {
+                        sleep.as_mut().reset(Instant::now() + this.idle);
                     }
-                    Some(Err(_)) => {
-                        if let Some(log) = &mut this.log {
-                            log.result = "server aborted the body";
-                        }
-                        this.sender = None;
+                    if matches!(this.decoder, Decoder::Done) {
+                        // The last bytes are in hand: free the connection
+                        // now; hyper may not poll an ended body again.
+                        this.finish();
                     }
-                    None => this.finish(),
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+                Ok(Decoded::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => return this.fail("invalid response body", e.into()),
             }
-            Poll::Pending => {
-                let idle = this.idle;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                ready!(sleep.as_mut().poll(cx));
-                if let Some(log) = &mut this.log {
-                    log.result = "server timeout in body";
+            match h1::poll_fill(&mut conn.io, &mut conn.buf, h1::BODY_READ, cx) {
+                Poll::Ready(Ok(0)) if matches!(this.decoder, Decoder::Close) => {
+                    // The close is this body's end; the connection is spent.
+                    this.decoder = Decoder::Done;
+                    this.keep_alive = false;
+                    this.finish();
+                    return Poll::Ready(None);
                 }
-                // The connection is mid-body: it cannot be reused.
-                this.sender = None;
-                Poll::Ready(Some(Err(format!(
-                    "server sent nothing for {}ms",
-                    idle.as_millis()
-                )
-                .into())))
+                Poll::Ready(Ok(0)) => {
+                    return this.fail(
+                        "server aborted the body",
+                        "the server closed the connection mid-body".into(),
+                    );
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail("server aborted the body", e.into()),
+                Poll::Pending => {
+                    let idle = this.idle;
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    ready!(sleep.as_mut().poll(cx));
+                    return this.fail(
+                        "server timeout in body",
+                        format!("server sent nothing for {}ms", idle.as_millis()).into(),
+                    );
+                }
             }
         }
     }
 
-    /// The body was read to its end: the connection can serve another request.
-    fn finish(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.in_flight.server().idle.put(sender);
+    /// The body cannot be completed: the connection is dropped mid-body.
+    fn fail(
+        &mut self,
+        result: &'static str,
+        error: BoxError,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(log) = &mut self.log {
+            log.result = result;
+        }
+        self.conn = None;
+        self.writer = None;
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// The body was read to its end: the connection can serve another
+    /// request if the server allows it, nothing unread follows, and the
+    /// request body went out whole (its writer has let go of the socket).
+    pub(crate) fn finish(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let written = self
+            .writer
+            .take()
+            .is_none_or(|w| w.done.load(std::sync::atomic::Ordering::Acquire));
+        if self.keep_alive && written && conn.buf.is_empty() && Arc::get_mut(&mut conn.io).is_some()
+        {
+            self.in_flight.server().idle.put(conn);
         }
     }
 }
@@ -187,7 +295,7 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // A body that was empty from the start (204, HEAD, Content-Length: 0)
         // is never polled; it still ended cleanly.
-        if self.inner.is_end_stream() {
+        if matches!(self.decoder, Decoder::Done) {
             self.finish();
         }
         Counters::add(&self.in_flight.server().counters.bytes_out, self.bytes);

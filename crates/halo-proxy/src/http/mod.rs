@@ -12,42 +12,39 @@
 //! not a sick server.
 
 pub(crate) mod body;
+pub(crate) mod h1;
 pub(crate) mod route;
 pub(crate) mod upstream;
 
 use std::convert::Infallible;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use halo_config::SendProxy;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use self::body::{Body, Counted, UpstreamBody};
-use self::upstream::Sender;
+use self::body::{Body, Counted, Decoder, UpstreamBody, Writer};
+use self::h1::{Conn, Framing, HeadError, RequestBody, ResponseHead};
 use crate::Snapshot;
 use crate::pool::{InFlight, NoServer, PoolRuntime};
 use crate::stats::{Active, Counters};
 
 /// Request heads (request line and headers) larger than this get a 431.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// What every request of one client connection shares.
 #[derive(Debug)]
@@ -79,10 +76,7 @@ pub(crate) async fn serve(
     // A client that sends nothing within `request_header` is closed.
     // (`readable()` is not enough: a fresh socket may report ready with no
     // data; peeking one byte waits for a real one, or for EOF.)
-    if !matches!(
-        timeout(request_header, stream.peek(&mut [0u8; 1])).await,
-        Ok(Ok(1..))
-    ) {
+    if !matches!(first_byte(&stream, request_header).await, Ok(Ok(1..))) {
         return;
     }
     let settings = ConnSettings {
@@ -92,6 +86,22 @@ pub(crate) async fn serve(
         _active: active,
     };
     Box::pin(serve_active(stream, peer, name, snapshot, settings)).await;
+}
+
+/// Waits for a client's first byte (or EOF), for at most `limit`.
+fn first_byte(
+    stream: &TcpStream,
+    limit: Duration,
+) -> tokio::time::Timeout<impl Future<Output = std::io::Result<usize>> + '_> {
+    // `poll_peek` parks on the socket's own reader slot; tokio's `peek()`
+    // future carries a waiter node, which an idle connection would keep.
+    timeout(
+        limit,
+        std::future::poll_fn(move |cx| {
+            let mut byte = [0u8; 1];
+            stream.poll_peek(cx, &mut tokio::io::ReadBuf::new(&mut byte))
+        }),
+    )
 }
 
 /// The listener settings a connection reads once, at accept.
@@ -287,78 +297,6 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     })
 }
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1): those named in Connection,
-/// and the standard ones. `keep_upgrade` keeps Upgrade and `Connection: upgrade`
-/// for a WebSocket handshake.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|s| s.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if !(keep_upgrade && name == header::UPGRADE) {
-                headers.remove(name);
-            }
-        }
-        headers.remove(header::CONNECTION);
-    }
-    for name in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-    ] {
-        headers.remove(name);
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
-    }
-}
-
-/// Rewrites the head for the server: origin-form URI, HTTP/1.1, a Host, no
-/// hop-by-hop headers, X-Forwarded-*.
-fn prepare(parts: &mut Parts, host: Option<&HeaderValue>, upgrade: bool, ctx: &ConnCtx) {
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        // Absolute form (a proxy-style request, or HTTP/2's :authority).
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
-        parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
-    }
-    parts.version = Version::HTTP_11;
-    let headers = &mut parts.headers;
-    strip_hop_by_hop(headers, upgrade);
-    if let Some(host) = host {
-        if !headers.contains_key(header::HOST) {
-            headers.insert(header::HOST, host.clone());
-        }
-        headers.insert(&X_FORWARDED_HOST, host.clone());
-    }
-    match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + ctx.client_ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ctx.client_ip.as_bytes());
-            if let Ok(v) = HeaderValue::from_bytes(&v) {
-                headers.insert(&X_FORWARDED_FOR, v);
-            }
-        }
-        None => {
-            headers.insert(&X_FORWARDED_FOR, ctx.client_ip.clone());
-        }
-    }
-    headers.insert(&X_FORWARDED_PROTO, ctx.proto.clone());
-}
-
 /// How one attempt on a server ended, when it did not produce a response.
 enum Failure {
     /// Could not connect (nothing was sent).
@@ -383,28 +321,40 @@ async fn forward(
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let upgrade = wants_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, incoming) = req.into_parts();
+    let (parts, incoming) = req.into_parts();
     let method = parts.method.clone();
     let path_for_log = log.then(|| path_and_query(&parts.uri));
     let raw_host = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-    prepare(&mut parts, host.as_ref(), upgrade, &ctx);
+
+    let has_body = !incoming.is_end_stream();
+    let framing = if !has_body {
+        RequestBody::None
+    } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        RequestBody::Raw
+    } else {
+        RequestBody::Chunked
+    };
+    // Written once; a retry sends the same bytes.
+    let head = h1::encode_request(
+        &parts,
+        &h1::Forwarded {
+            host: host.as_ref(),
+            client_ip: &ctx.client_ip,
+            proto: &ctx.proto,
+        },
+        upgrade,
+        framing,
+    );
+    let head_request = method == Method::HEAD;
+    drop(parts);
 
     let cfg = &pool.config;
-    // Requests that may be sent twice: idempotent, and no body to replay. Only
-    // they keep a copy of their head for another attempt, and only when some
-    // failure after sending may be retried at all.
-    let l7_retries =
-        cfg.retry_on.empty_response || cfg.retry_on.junk_response || cfg.retry_on.response_timeout;
-    let replayable = l7_retries && is_idempotent(&method) && incoming.is_end_stream() && !upgrade;
-    let mut head = Some(parts);
-    let mut body = Some(if incoming.is_end_stream() {
-        Body::Empty
-    } else {
-        Body::Request(Counted {
-            inner: incoming,
-            bytes: 0,
-            counters: [Arc::clone(&ctx.counters), Arc::clone(&pool.counters)],
-        })
+    // Requests that may be sent twice: idempotent, and no body to replay.
+    let replayable = is_idempotent(&method) && !has_body && !upgrade;
+    let mut body = has_body.then(|| Counted {
+        inner: incoming,
+        bytes: 0,
+        counters: [Arc::clone(&ctx.counters), Arc::clone(&pool.counters)],
     });
     // A pooled connection carries other clients' requests: never with a PROXY
     // header (it names one client), never for an upgrade (the socket leaves).
@@ -438,19 +388,15 @@ async fn forward(
         // One server: a pooled connection, or a new one, until a response or
         // a failure that ends this server's turn.
         let (failure, allowed) = loop {
-            let (mut sender, reused) = match if use_idle {
-                server.idle.take().await
-            } else {
-                None
-            } {
-                Some(s) => (s, true),
+            let (mut conn, reused) = match use_idle.then(|| server.idle.take()).flatten() {
+                Some(c) => (c, true),
                 None => match timeout(
                     cfg.timeouts.connect,
                     upstream::connect(server, cfg.send_proxy, ctx.client, ctx.local),
                 )
                 .await
                 {
-                    Ok(Ok(s)) => (s, false),
+                    Ok(Ok(c)) => (c, false),
                     Ok(Err(e)) => {
                         break (Failure::Connect(e.to_string()), cfg.retry_on.conn_failure);
                     }
@@ -464,26 +410,23 @@ async fn forward(
                 },
             };
 
-            let request = match &head {
-                Some(h) if replayable => {
-                    let mut r = Request::new(Body::Empty);
-                    *r.method_mut() = h.method.clone();
-                    *r.uri_mut() = h.uri.clone();
-                    *r.version_mut() = h.version;
-                    *r.headers_mut() = h.headers.clone();
-                    r
+            if let Err(e) = h1::write_all(&conn.io, &mut [IoSlice::new(&head)]).await {
+                // No request left: safe to send anywhere.
+                if reused {
+                    continue; // a pooled connection that just closed
                 }
-                _ => match (head.take(), body.take()) {
-                    (Some(h), Some(b)) => Request::from_parts(h, b),
-                    _ => unreachable!("a non-replayable request is sent once"),
-                },
-            };
+                break (Failure::Connect(e.to_string()), cfg.retry_on.conn_failure);
+            }
+            let writer = body
+                .take()
+                .map(|b| spawn_writer(Arc::clone(&conn.io), b, framing));
 
-            match timeout(cfg.timeouts.server, sender.try_send_request(request)).await {
+            match timeout(cfg.timeouts.server, h1::read_head(&mut conn, head_request)).await {
                 Ok(Ok(resp)) => {
                     return respond(
                         resp,
-                        sender,
+                        conn,
+                        writer,
                         in_flight,
                         &ctx,
                         client_upgrade,
@@ -498,41 +441,20 @@ async fn forward(
                         }),
                         cfg.timeouts.server,
                         cfg.timeouts.tunnel,
-                    );
+                    )
+                    .await;
                 }
-                Ok(Err(mut e)) => {
-                    if let Some(unsent) = e.take_message() {
-                        // Never written: safe to send anywhere.
-                        if head.is_none() {
-                            let (h, b) = unsent.into_parts();
-                            head = Some(h);
-                            body = Some(b);
-                        }
-                        if reused {
-                            continue; // a pooled connection that just closed
-                        }
-                        let e = e.into_error().to_string();
-                        break (Failure::Connect(e), cfg.retry_on.conn_failure);
-                    }
-                    let err = e.into_error();
-                    let junk = err.is_parse() || err.is_parse_status();
-                    let failure = if junk {
-                        Failure::Junk(err.to_string())
-                    } else {
-                        Failure::Empty(err.to_string())
-                    };
-                    let allowed = replayable
-                        && if junk {
-                            cfg.retry_on.junk_response
-                        } else {
-                            cfg.retry_on.empty_response
-                        };
-                    if allowed && reused && !junk {
+                Ok(Err(HeadError::Closed(e))) => {
+                    let allowed = replayable && cfg.retry_on.empty_response;
+                    if allowed && reused {
                         // The keep-alive race: try a fresh connection first.
                         use_idle = false;
                         continue;
                     }
-                    break (failure, allowed);
+                    break (Failure::Empty(e), allowed);
+                }
+                Ok(Err(HeadError::Junk(e))) => {
+                    break (Failure::Junk(e), replayable && cfg.retry_on.junk_response);
                 }
                 Err(_) => {
                     break (
@@ -569,6 +491,58 @@ async fn forward(
     resp
 }
 
+/// Sends a request body to the server from its own task, so the response can
+/// be read (and streamed back) while the body is still going up.
+fn spawn_writer(io: Arc<TcpStream>, mut body: Counted, framing: RequestBody) -> Writer {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&done);
+    let task = tokio::spawn(async move {
+        let chunked = framing == RequestBody::Chunked;
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let Ok(data) = (match frame {
+                Ok(f) => f.into_data(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "client request body failed");
+                    return;
+                }
+            }) else {
+                continue; // trailers are not forwarded
+            };
+            if data.is_empty() {
+                continue;
+            }
+            let size = format!("{:x}\r\n", data.len());
+            let written = if chunked {
+                h1::write_all(
+                    &io,
+                    &mut [
+                        IoSlice::new(size.as_bytes()),
+                        IoSlice::new(&data),
+                        IoSlice::new(b"\r\n"),
+                    ],
+                )
+                .await
+            } else {
+                h1::write_all(&io, &mut [IoSlice::new(&data)]).await
+            };
+            if let Err(e) = written {
+                tracing::debug!(error = %e, "server stopped reading the request body");
+                return;
+            }
+        }
+        if chunked
+            && h1::write_all(&io, &mut [IoSlice::new(b"0\r\n\r\n")])
+                .await
+                .is_err()
+        {
+            return;
+        }
+        flag.store(true, Ordering::Release);
+    });
+    Writer { task, done }
+}
+
 fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
     match f {
         // HAProxy answers a connect failure after its retries with 503.
@@ -596,9 +570,10 @@ fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn respond(
-    mut resp: Response<Incoming>,
-    sender: Sender,
+async fn respond(
+    resp: ResponseHead,
+    conn: Conn,
+    writer: Option<Writer>,
     in_flight: InFlight,
     ctx: &Arc<ConnCtx>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -609,7 +584,7 @@ fn respond(
     tunnel_timeout: Duration,
 ) -> Response<Body> {
     let server = in_flight.server();
-    let status = resp.status();
+    let status = resp.status;
     // HAProxy `observe layer7`: 100-499, 501 and 505 are good answers.
     let bad = status.is_server_error()
         && status != StatusCode::NOT_IMPLEMENTED
@@ -641,60 +616,94 @@ fn respond(
         })
     });
 
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let server_upgrade = hyper::upgrade::on(&mut resp);
-            let (parts, _) = resp.into_parts();
-            tokio::spawn(tunnel(
-                client_upgrade,
-                server_upgrade,
-                in_flight,
-                Arc::clone(&ctx.counters),
-                tunnel_timeout,
-                record,
-            ));
-            drop(sender);
-            return Response::from_parts(parts, Body::Empty);
-        }
-    }
-    let (mut parts, incoming) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(
-        parts,
-        Body::Upstream(UpstreamBody {
-            inner: incoming,
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    // The version stays hyper's: it speaks the client's own version, and an
+    // HTTP/1.0 server must not end the client's keep-alive.
+    *response.headers_mut() = resp.headers;
+    if resp.framing == Framing::Upgrade {
+        // The server switched protocols; so does the client, if it asked.
+        let Some(client_upgrade) = client_upgrade else {
+            return generated(
+                StatusCode::BAD_GATEWAY,
+                "502 the server switched protocols unasked\n",
+            );
+        };
+        drop(writer);
+        let Conn { io, buf } = conn;
+        let Ok(io) = Arc::try_unwrap(io) else {
+            return generated(StatusCode::BAD_GATEWAY, "502 upgrade failed\n");
+        };
+        tokio::spawn(tunnel(
+            client_upgrade,
+            io,
+            buf.freeze(),
             in_flight,
-            sender: Some(sender),
-            listener: Arc::clone(&ctx.counters),
-            idle: server_timeout,
-            sleep: None,
-            bytes: 0,
-            log: record,
-        }),
-    )
+            Arc::clone(&ctx.counters),
+            tunnel_timeout,
+            record,
+        ));
+        return response;
+    }
+    let mut body = UpstreamBody {
+        conn: Some(conn),
+        decoder: Decoder::new(resp.framing),
+        keep_alive: resp.keep_alive,
+        writer,
+        in_flight,
+        listener: Arc::clone(&ctx.counters),
+        idle: server_timeout,
+        sleep: None,
+        bytes: 0,
+        log: record,
+    };
+    if matches!(body.decoder, Decoder::Done) {
+        // No body (HEAD, 204, 304, length 0): the connection is free now, not
+        // whenever hyper drops the empty body.
+        body.finish();
+    }
+    *response.body_mut() = Body::Upstream(body);
+    response
 }
 
-/// Joins an upgraded client connection to the upgraded server connection.
+/// Joins an upgraded client connection to the server's connection (`early`:
+/// bytes the server sent right behind its 101).
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
-    server: hyper::upgrade::OnUpgrade,
+    server: TcpStream,
+    early: Bytes,
     in_flight: InFlight,
     listener: Arc<Counters>,
     idle: Duration,
     record: Option<Box<AccessRecord>>,
 ) {
-    let (client, server) = match tokio::try_join!(client, server) {
-        Ok(pair) => pair,
+    let client = match client.await {
+        Ok(c) => c,
         Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
+            tracing::debug!(error = %e, "client upgrade failed");
             return;
         }
     };
-    let client = TokioIo::new(client);
-    let server_io = TokioIo::new(server);
-    let (cr, cw) = tokio::io::split(client);
-    let (sr, sw) = tokio::io::split(server_io);
-    let outcome = crate::tcp::pump(cr, cw, sr, sw, idle).await;
+    let mut client = TokioIo::new(client);
+    let outcome = if early.is_empty() {
+        Ok(())
+    } else {
+        client.write_all(&early).await
+    };
+    let outcome = match outcome {
+        Ok(()) => {
+            let (cr, cw) = tokio::io::split(client);
+            let (sr, sw) = server.into_split();
+            crate::tcp::pump(cr, cw, sr, sw, idle)
+                .await
+                .map(|(up, down)| (up, down + early.len() as u64))
+        }
+        Err(error) => Err(crate::tcp::PumpError {
+            up: 0,
+            down: 0,
+            error,
+        }),
+    };
     let (up, down) = match &outcome {
         Ok(b) => *b,
         Err(e) => (e.up, e.down),

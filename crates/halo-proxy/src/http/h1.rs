@@ -1,0 +1,782 @@
+//! The HTTP/1.1 client side of HTTP mode: what halo writes to a server and how
+//! it reads the answer, over a plain `TcpStream` owned by the request's task.
+//!
+//! Why not hyper's client: `bench/instructions.sh` counted hyper's client
+//! connection task at 38% of halo's user-space instructions per request (its own
+//! task per connection, an mpsc + oneshot hand-off and wake-ups per request, a
+//! second head serialisation from a `HeaderMap` we had just rewritten). Here the
+//! request head is written once, straight from the client's head, the response
+//! head is parsed with httparse into the `HeaderMap` hyper's server needs, and
+//! the body is decoded in the task that forwards it.
+//!
+//! The framing rules are RFC 9112 §6: a response to HEAD, a 1xx, 204 or 304 has
+//! no body; Transfer-Encoding chunked is decoded ([`Chunked`]); otherwise
+//! Content-Length, otherwise the body runs to the server's close. Interim 1xx
+//! responses (100, 102, 103) are skipped; 101 hands the socket to a tunnel.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{StatusCode, Version};
+use tokio::net::TcpStream;
+
+/// Response heads larger than this are a bad server (502).
+pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Headers in one response head, at most (hyper's client allows 100 too).
+const MAX_HEADERS: usize = 100;
+/// Room made before each read of a head, and of a body.
+pub(crate) const HEAD_READ: usize = 8 * 1024;
+pub(crate) const BODY_READ: usize = 64 * 1024;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// One server connection: the socket (shared with a request-body writer task
+/// while one runs) and the bytes read from it but not yet used.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) io: Arc<TcpStream>,
+    pub(crate) buf: BytesMut,
+}
+
+impl Conn {
+    pub(crate) fn new(io: TcpStream) -> Self {
+        Self {
+            io: Arc::new(io),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can still carry a request: no byte and no
+    /// close from the server since its last response. Costs no system call
+    /// unless the socket has become readable.
+    pub(crate) fn is_usable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            // Readable: a close, a reset, or bytes nobody asked for; or a
+            // stale readiness, which a zero-length probe read tells apart.
+            Poll::Ready(Ok(())) => {
+                matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Poll::Ready(Err(_)) => false,
+        }
+    }
+}
+
+/// Reads what the socket has into `buf`, making room for `room` bytes first.
+/// `Ok(0)` is the server's close.
+pub(crate) fn poll_fill(
+    io: &mut Arc<TcpStream>,
+    buf: &mut BytesMut,
+    room: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < room / 4 {
+        buf.reserve(room);
+    }
+    // Through `AsyncRead` when the socket is ours alone: tokio then knows a
+    // short read drained the socket and skips the read that would only say
+    // EAGAIN (one system call per response).
+    if let Some(io) = Arc::get_mut(io) {
+        return tokio_util::io::poll_read_buf(Pin::new(io), cx, buf);
+    }
+    // A request-body writer holds the other handle.
+    loop {
+        ready!(io.poll_read_ready(cx))?;
+        match io.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
+/// Writes all of `bufs` (vectored: a chunk's size line, data and CRLF go out
+/// in one system call).
+pub(crate) async fn write_all(io: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match io.try_write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The headers that only concern one connection (RFC 9110 §7.6.1).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Header names listed in the Connection headers (besides close, keep-alive
+/// and upgrade, which are handled by name): hop-by-hop too.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case("keep-alive")
+                && !t.eq_ignore_ascii_case("upgrade")
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect()
+}
+
+/// What [`encode_request`] adds for halo.
+pub(crate) struct Forwarded<'a> {
+    /// The request's host (Host, or HTTP/2's :authority), for Host when the
+    /// request has none and for X-Forwarded-Host.
+    pub(crate) host: Option<&'a HeaderValue>,
+    /// The client's address, appended to X-Forwarded-For.
+    pub(crate) client_ip: &'a HeaderValue,
+    /// X-Forwarded-Proto.
+    pub(crate) proto: &'a HeaderValue,
+}
+
+/// How a request body goes to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestBody {
+    /// No body.
+    None,
+    /// As received: its length is in Content-Length.
+    Raw,
+    /// Chunked by halo (HTTP/1 chunked from the client, or HTTP/2 without a
+    /// Content-Length).
+    Chunked,
+}
+
+/// The request head for the server: origin-form target, HTTP/1.1, the
+/// client's headers minus hop-by-hop ones, Host, X-Forwarded-For (appended),
+/// -Proto and -Host. Written once per request, replayed as is on a retry.
+pub(crate) fn encode_request(
+    parts: &Parts,
+    fwd: &Forwarded<'_>,
+    upgrade: bool,
+    body: RequestBody,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + parts.headers.len() * 48);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    // Absolute-form (a proxy-style request, or HTTP/2) becomes origin-form.
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let named = if parts.headers.contains_key(header::CONNECTION) {
+        connection_named(&parts.headers)
+    } else {
+        Vec::new()
+    };
+    let mut has_host = false;
+    for (name, value) in &parts.headers {
+        if is_hop_by_hop(name)
+            || name == X_FORWARDED_FOR
+            || name == X_FORWARDED_PROTO
+            || name == X_FORWARDED_HOST
+            || named.contains(name)
+        {
+            continue;
+        }
+        has_host |= name == header::HOST;
+        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !has_host && let Some(host) = fwd.host {
+        put_header(&mut out, b"host", host.as_bytes());
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for prev in &parts.headers.get_all(&X_FORWARDED_FOR) {
+        out.extend_from_slice(prev.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(fwd.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    put_header(&mut out, b"x-forwarded-proto", fwd.proto.as_bytes());
+    if let Some(host) = fwd.host {
+        put_header(&mut out, b"x-forwarded-host", host.as_bytes());
+    }
+    if upgrade {
+        for v in &parts.headers.get_all(header::UPGRADE) {
+            put_header(&mut out, b"upgrade", v.as_bytes());
+        }
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    if body == RequestBody::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Exactly this many bytes (0: no body).
+    Length(u64),
+    /// Transfer-Encoding: chunked.
+    Chunked,
+    /// Until the server closes the connection.
+    Close,
+    /// 101: the connection now carries another protocol.
+    Upgrade,
+}
+
+/// A response head, ready for hyper's server.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    /// The server's headers without hop-by-hop ones (Upgrade and Connection
+    /// kept on a 101).
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
+    /// The server lets the connection carry another request after this one.
+    pub(crate) keep_alive: bool,
+}
+
+/// Why no response head was read.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The server closed or reset the connection before a whole head.
+    Closed(String),
+    /// What the server sent is not an HTTP/1 response head.
+    Junk(String),
+}
+
+/// Reads the response head for a request (`head_request`: it was a HEAD),
+/// skipping interim 1xx responses.
+pub(crate) async fn read_head(
+    conn: &mut Conn,
+    head_request: bool,
+) -> Result<ResponseHead, HeadError> {
+    loop {
+        if !conn.buf.is_empty()
+            && let Some(head) = parse_head(&mut conn.buf, head_request)?
+        {
+            if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
+                continue;
+            }
+            return Ok(head);
+        }
+        if conn.buf.len() >= MAX_RESPONSE_HEAD {
+            return Err(HeadError::Junk(format!(
+                "response head over {} KiB",
+                MAX_RESPONSE_HEAD / 1024
+            )));
+        }
+        let Conn { io, buf } = conn;
+        match std::future::poll_fn(|cx| poll_fill(io, buf, HEAD_READ, cx)).await {
+            Ok(0) if buf.is_empty() => {
+                return Err(HeadError::Closed(
+                    "the server closed the connection before responding".into(),
+                ));
+            }
+            Ok(0) => {
+                return Err(HeadError::Closed(
+                    "the server closed the connection mid-head".into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(HeadError::Closed(e.to_string())),
+        }
+    }
+}
+
+/// Positions of one header in the head buffer.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// Parses a whole head at the start of `buf` and consumes it; `Ok(None)` when
+/// more bytes are needed.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
+    let junk = |why: &str| HeadError::Junk(why.to_owned());
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(HeadError::Junk(format!("invalid response head: {e}"))),
+    };
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| junk("invalid status code"))?;
+    let version = if resp.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+
+    // One pass over the raw headers for what framing and reuse depend on.
+    let base = buf.as_ptr() as usize;
+    #[allow(clippy::cast_possible_truncation)] // heads are under 64 KiB
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let mut count = 0;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut named = false;
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
+        #[allow(clippy::cast_possible_truncation)] // heads are under 64 KiB
+        {
+            *span = Span {
+                name: (offset(h.name.as_bytes()), h.name.len() as u32),
+                value: (offset(h.value), h.value.len() as u32),
+            };
+        }
+        count += 1;
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if !token.eq_ignore_ascii_case(b"upgrade") && !token.is_empty() {
+                    named = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Only a final chunked delimits; anything else runs to close.
+            let last = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .map(<[u8]>::trim_ascii);
+            chunked = Some(last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| junk("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(junk("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        }
+    }
+    let framing = if head_request
+        || status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Length(0)
+    } else if status == StatusCode::SWITCHING_PROTOCOLS {
+        Framing::Upgrade
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (None, Some(n)) => Framing::Length(n),
+            (Some(false), _) | (None, None) => Framing::Close,
+        }
+    };
+    let keep_alive = match version {
+        Version::HTTP_10 => keep_alive && !close,
+        _ => !close,
+    } && framing != Framing::Close
+        // Both framings at once (RFC 9112 §6.1): answer it, then close.
+        && !(chunked.is_some() && length.is_some());
+
+    let head = buf.split_to(len).freeze();
+    let slice = |(start, len): (u32, u32)| head.slice(start as usize..(start + len) as usize);
+    let listed: Vec<Bytes> = if named {
+        spans[..count]
+            .iter()
+            .filter(|s| slice(s.name).eq_ignore_ascii_case(b"connection"))
+            .flat_map(|s| {
+                slice(s.value)
+                    .split(|&b| b == b',')
+                    .map(|t| Bytes::copy_from_slice(t.trim_ascii()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let upgrade = framing == Framing::Upgrade;
+    let mut map = HeaderMap::with_capacity(count);
+    for span in &spans[..count] {
+        let raw_name = slice(span.name);
+        let name = HeaderName::from_bytes(&raw_name).map_err(|_| junk("invalid header name"))?;
+        if (is_hop_by_hop(&name)
+            && !(upgrade && (name == header::UPGRADE || name == header::CONNECTION)))
+            || (named && listed.iter().any(|l| l.eq_ignore_ascii_case(&raw_name)))
+        {
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(slice(span.value))
+            .map_err(|_| junk("invalid header value"))?;
+        map.append(name, value);
+    }
+    Ok(Some(ResponseHead {
+        status,
+        headers: map,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// A chunked body decoder (RFC 9112 §7.1), sans-io: fed the connection's
+/// buffer, it takes what it can and says what it needs. Chunk extensions and
+/// trailers are read and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunked {
+    /// In a chunk-size line: the size so far and whether a digit was seen.
+    Size(u64, bool),
+    /// After the size: extensions or whitespace, up to CR.
+    Ext(u64),
+    /// Expecting the LF that ends the size line.
+    SizeLf(u64),
+    /// Data bytes left in this chunk.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line (or the final empty line).
+    TrailerStart(u32),
+    /// In a trailer line; the bytes of trailers so far.
+    Trailer(u32),
+    TrailerLf(u32),
+    /// Expecting the LF of the final empty line.
+    EndLf,
+    Done,
+}
+
+/// What the chunked decoder produced.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    Data(Bytes),
+    NeedMore,
+    End,
+}
+
+/// Trailer sections over this many bytes are a bad server.
+const MAX_TRAILERS: u32 = 64 * 1024;
+
+impl Chunked {
+    pub(crate) fn new() -> Self {
+        Self::Size(0, false)
+    }
+
+    /// Consumes from `buf` up to the next data or the end.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
+        loop {
+            if let Self::Data(left) = *self {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let data = buf.split_to(take).freeze();
+                let left = left - take as u64;
+                *self = if left == 0 {
+                    Self::DataCr
+                } else {
+                    Self::Data(left)
+                };
+                return Ok(Decoded::Data(data));
+            }
+            if *self == Self::Done {
+                return Ok(Decoded::End);
+            }
+            let Some(&b) = buf.first() else {
+                return Ok(Decoded::NeedMore);
+            };
+            let _ = buf.split_to(1);
+            *self = match (*self, b) {
+                (Self::Size(n, _), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
+                    if n >> 60 != 0 {
+                        return Err("chunk size too large");
+                    }
+                    let digit = u64::from((b as char).to_digit(16).unwrap_or(0));
+                    Self::Size(n << 4 | digit, true)
+                }
+                (Self::Size(n, true) | Self::Ext(n), b'\r') => Self::SizeLf(n),
+                // Extensions and whitespace after the size are skipped.
+                (Self::Size(n, true), b';' | b' ' | b'\t') | (Self::Ext(n), _) => Self::Ext(n),
+                (Self::SizeLf(0), b'\n') => Self::TrailerStart(0),
+                (Self::SizeLf(n), b'\n') => Self::Data(n),
+                (Self::DataCr, b'\r') => Self::DataLf,
+                (Self::DataLf, b'\n') => Self::Size(0, false),
+                (Self::TrailerStart(_), b'\r') => Self::EndLf,
+                (Self::EndLf, b'\n') => {
+                    *self = Self::Done;
+                    return Ok(Decoded::End);
+                }
+                (Self::Trailer(t), b'\r') => Self::TrailerLf(t),
+                (Self::TrailerStart(t) | Self::Trailer(t), _) => {
+                    if t >= MAX_TRAILERS {
+                        return Err("trailers too large");
+                    }
+                    Self::Trailer(t + 1)
+                }
+                (Self::TrailerLf(t), b'\n') => Self::TrailerStart(t),
+                _ => return Err("invalid chunked encoding"),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], split: usize) -> Result<Vec<u8>, &'static str> {
+        let mut dec = Chunked::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut rest = input;
+        loop {
+            match dec.decode(&mut buf)? {
+                Decoded::Data(d) => out.extend_from_slice(&d),
+                Decoded::End => return Ok(out),
+                Decoded::NeedMore => {
+                    if rest.is_empty() {
+                        return Err("incomplete");
+                    }
+                    let n = split.min(rest.len());
+                    buf.extend_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let body = b"5\r\nhello\r\nA;ext=1\r\n, world!!!\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        for split in [1, 2, 3, 7, 100] {
+            assert_eq!(
+                decode_all(body, split).unwrap(),
+                b"hello, world!!!",
+                "split {split}"
+            );
+        }
+        assert_eq!(decode_all(b"0\r\n\r\n", 1).unwrap(), b"");
+    }
+
+    #[test]
+    fn bad_chunked_bodies_are_errors() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloXX",
+            b"5\nhello\r\n",
+            b"fffffffffffffffff\r\n",
+        ] {
+            assert!(
+                decode_all(bad, 4).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn decoder_leaves_the_next_response_in_the_buffer() {
+        let mut buf = BytesMut::from(&b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n"[..]);
+        let mut dec = Chunked::new();
+        assert_eq!(
+            dec.decode(&mut buf),
+            Ok(Decoded::Data(Bytes::from_static(b"ok")))
+        );
+        assert_eq!(dec.decode(&mut buf), Ok(Decoded::End));
+        assert_eq!(&buf[..], b"HTTP/1.1 200 OK\r\n");
+    }
+
+    fn parse(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
+        parse_head(&mut BytesMut::from(raw.as_bytes()), head_request)
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                false,
+                Framing::Length(5),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Framing::Chunked,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                Framing::Close,
+                false,
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", false, Framing::Close, false),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                true,
+                Framing::Length(0),
+                true,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                false,
+                Framing::Length(0),
+                true,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false,
+                Framing::Length(0),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                false,
+                Framing::Chunked,
+                false,
+            ),
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                false,
+                Framing::Upgrade,
+                true,
+            ),
+        ];
+        for (raw, head_request, framing, keep_alive) in cases {
+            let head = parse(raw, head_request).unwrap().unwrap();
+            assert_eq!(
+                (head.framing, head.keep_alive),
+                (framing, keep_alive),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_heads_lose_hop_by_hop_headers_only() {
+        let raw = "HTTP/1.1 200 OK\r\nServer: s\r\nConnection: keep-alive, X-Private\r\n\
+                   Keep-Alive: timeout=5\r\nX-Private: 1\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\
+                   Transfer-Encoding: chunked\r\n\r\nrest";
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let head = parse_head(&mut buf, false).unwrap().unwrap();
+        let names: Vec<&str> = head.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["server", "set-cookie"]);
+        assert_eq!(head.headers.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(&buf[..], b"rest");
+        let up = parse(
+            "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(up.headers.contains_key("upgrade") && up.headers.contains_key("connection"));
+    }
+
+    #[test]
+    fn bad_response_heads_are_junk_and_partial_ones_wait() {
+        assert!(
+            parse("HTTP/1.1 200 OK\r\nContent-Le", false)
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            "garbage\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 99 Low\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad, false), Err(HeadError::Junk(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_heads_are_rewritten_for_the_server() {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://app.example/a?b=1")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("te", "trailers")
+            .header("x-forwarded-for", "192.0.2.1")
+            .header("x-forwarded-proto", "https")
+            .header("content-type", "text/plain")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let ip = HeaderValue::from_static("198.51.100.7");
+        let proto = HeaderValue::from_static("http");
+        let host = HeaderValue::from_static("app.example");
+        let fwd = Forwarded {
+            host: Some(&host),
+            client_ip: &ip,
+            proto: &proto,
+        };
+        let head =
+            String::from_utf8(encode_request(&parts, &fwd, false, RequestBody::Chunked)).unwrap();
+        assert_eq!(
+            head,
+            "POST /a?b=1 HTTP/1.1\r\ncontent-type: text/plain\r\nhost: app.example\r\n\
+             x-forwarded-for: 192.0.2.1, 198.51.100.7\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: app.example\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+}
