@@ -667,6 +667,36 @@ async fn bad_server_502_nothing_healthy_503_slow_server_504() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_mid_body_gets_408_and_the_server_is_not_blamed() {
+    // The server reads the body to its end (it never comes), then closes.
+    let server = raw_backend(|mut sock, _| async move {
+        let _ = sock.read_to_end(&mut Vec::new()).await;
+    })
+    .await;
+    let toml = default_pool_p(
+        "timeouts = { client = \"300ms\", server = \"10s\" }",
+        &[("s", server, "")],
+    );
+    let run = Running::start(&toml).await;
+    let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+    sock.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = timeout(DEADLINE, sock.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(
+        out.ends_with("408 the request body did not arrive in time\n"),
+        "{out}"
+    );
+    let pools: HashMap<String, _> = run.proxy.stats().pools().into_iter().collect();
+    assert_eq!(pools["p"].retries, 0);
+    let servers = run.proxy.stats().servers();
+    assert!(servers.iter().all(|(_, s)| s.errors == 0), "{servers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_conns_queues_then_503_after_the_queue_timeout() {
     let (a, _t) = backend("a").await;
     let run = Running::start(&default_pool_p(

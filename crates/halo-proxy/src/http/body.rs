@@ -162,8 +162,23 @@ impl Decoder {
 #[derive(Debug)]
 pub(crate) struct Writer {
     pub(crate) task: tokio::task::JoinHandle<()>,
-    /// Set when the whole body was written.
-    pub(crate) done: Arc<std::sync::atomic::AtomicBool>,
+    /// One of the `WRITER_*` states.
+    pub(crate) state: Arc<std::sync::atomic::AtomicU8>,
+}
+
+/// The body is still being written.
+pub(crate) const WRITER_BUSY: u8 = 0;
+/// The whole body was written.
+pub(crate) const WRITER_DONE: u8 = 1;
+/// The client sent nothing for `timeouts.client`: the server's side was shut.
+pub(crate) const WRITER_CLIENT_TIMEOUT: u8 = 2;
+/// The client's body failed, or the server stopped reading it.
+pub(crate) const WRITER_FAILED: u8 = 3;
+
+impl Writer {
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl Drop for Writer {
@@ -280,10 +295,7 @@ impl UpstreamBody {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let written = self
-            .writer
-            .take()
-            .is_none_or(|w| w.done.load(std::sync::atomic::Ordering::Acquire));
+        let written = self.writer.take().is_none_or(|w| w.state() == WRITER_DONE);
         if self.keep_alive && written && conn.buf.is_empty() && Arc::get_mut(&mut conn.io).is_some()
         {
             self.in_flight.server().idle.put(conn);

@@ -21,7 +21,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -419,9 +419,38 @@ async fn forward(
             }
             let writer = body
                 .take()
-                .map(|b| spawn_writer(Arc::clone(&conn.io), b, framing));
+                .map(|b| spawn_writer(Arc::clone(&conn.io), b, framing, cfg.timeouts.client));
 
-            match timeout(cfg.timeouts.server, h1::read_head(&mut conn, head_request)).await {
+            let read = timeout(cfg.timeouts.server, h1::read_head(&mut conn, head_request)).await;
+            if read.as_ref().is_ok_and(Result::is_err)
+                && writer
+                    .as_ref()
+                    .is_some_and(|w| w.state() == body::WRITER_CLIENT_TIMEOUT)
+            {
+                // The client stalled, not the server: no passive error.
+                drop(in_flight);
+                pool.counters.errors.fetch_add(1, Ordering::Relaxed);
+                let mut resp = generated(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "408 the request body did not arrive in time\n",
+                );
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                log_generated(
+                    &ctx,
+                    log,
+                    &method,
+                    raw_host,
+                    path_for_log.as_deref(),
+                    started,
+                    &resp,
+                    Some(&pool),
+                    retries,
+                    "client timeout in body",
+                );
+                return resp;
+            }
+            match read {
                 Ok(Ok(resp)) => {
                     return respond(
                         resp,
@@ -492,21 +521,34 @@ async fn forward(
 }
 
 /// Sends a request body to the server from its own task, so the response can
-/// be read (and streamed back) while the body is still going up.
-fn spawn_writer(io: Arc<TcpStream>, mut body: Counted, framing: RequestBody) -> Writer {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&done);
+/// be read (and streamed back) while the body is still going up. A client
+/// that sends nothing for `client_timeout` ends it: the server's side is shut
+/// for writing (it sees the body cut short) and the request gets a 408.
+fn spawn_writer(
+    io: Arc<TcpStream>,
+    mut body: Counted,
+    framing: RequestBody,
+    client_timeout: Duration,
+) -> Writer {
+    let state = Arc::new(AtomicU8::new(body::WRITER_BUSY));
+    let shared = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let chunked = framing == RequestBody::Chunked;
-        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-        {
-            let Ok(data) = (match frame {
-                Ok(f) => f.into_data(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "client request body failed");
-                    return;
+        let end = loop {
+            let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+            let frame = match timeout(client_timeout, next).await {
+                Err(_) => {
+                    let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
+                    break body::WRITER_CLIENT_TIMEOUT;
                 }
-            }) else {
+                Ok(None) => break body::WRITER_DONE,
+                Ok(Some(Ok(frame))) => frame,
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "client request body failed");
+                    break body::WRITER_FAILED;
+                }
+            };
+            let Ok(data) = frame.into_data() else {
                 continue; // trailers are not forwarded
             };
             if data.is_empty() {
@@ -528,19 +570,23 @@ fn spawn_writer(io: Arc<TcpStream>, mut body: Counted, framing: RequestBody) -> 
             };
             if let Err(e) = written {
                 tracing::debug!(error = %e, "server stopped reading the request body");
-                return;
+                break body::WRITER_FAILED;
             }
-        }
-        if chunked
+        };
+        let end = if end == body::WRITER_DONE
+            && chunked
             && h1::write_all(&io, &mut [IoSlice::new(b"0\r\n\r\n")])
                 .await
                 .is_err()
         {
-            return;
-        }
-        flag.store(true, Ordering::Release);
+            body::WRITER_FAILED
+        } else {
+            end
+        };
+        drop(io);
+        shared.store(end, Ordering::Release);
     });
-    Writer { task, done }
+    Writer { task, state }
 }
 
 fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
