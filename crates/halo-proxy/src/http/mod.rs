@@ -363,7 +363,7 @@ async fn forward(
     let mut retries: u32 = 0;
     let mut last_failure = None;
 
-    let (status, msg, result) = loop {
+    let (status, msg, result) = 'servers: loop {
         let in_flight = match pool.acquire(ctx.client.ip(), &tried).await {
             Ok(f) => f,
             Err(why) => {
@@ -428,27 +428,11 @@ async fn forward(
                     .is_some_and(|w| w.state() == body::WRITER_CLIENT_TIMEOUT)
             {
                 // The client stalled, not the server: no passive error.
-                drop(in_flight);
-                pool.counters.errors.fetch_add(1, Ordering::Relaxed);
-                let mut resp = generated(
+                break 'servers (
                     StatusCode::REQUEST_TIMEOUT,
                     "408 the request body did not arrive in time\n",
-                );
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                log_generated(
-                    &ctx,
-                    log,
-                    &method,
-                    raw_host,
-                    path_for_log.as_deref(),
-                    started,
-                    &resp,
-                    Some(&pool),
-                    retries,
                     "client timeout in body",
                 );
-                return resp;
             }
             match read {
                 Ok(Ok(resp)) => {
@@ -502,9 +486,15 @@ async fn forward(
         }
         last_failure = Some(failure);
     };
-    // Out of servers or retries, or the failure may not be retried.
+    // Out of servers or retries, the failure may not be retried, or the
+    // client stalled.
     pool.counters.errors.fetch_add(1, Ordering::Relaxed);
-    let resp = generated(status, msg);
+    let mut resp = generated(status, msg);
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // Its body is unread: the connection cannot carry another request.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     log_generated(
         &ctx,
         log,
