@@ -24,7 +24,8 @@ C=${C:-10}
 WARM=${WARM:-2000}
 HALO=${HALO:-$(cd "$(dirname "$0")/.." && pwd)/target/release/halo}
 WORK=$(mktemp -d /tmp/halo-instr.XXXXXX)
-PIDS=()
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 for tool in nginx haproxy valgrind callgrind_control python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y haproxy nginx-light valgrind python3 curl" >&2; exit 2; }
@@ -32,32 +33,14 @@ done
 [ -x "$HALO" ] || { echo "no halo binary at $HALO: run cargo build --release" >&2; exit 2; }
 
 cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_started
   [ "${KEEP:-0}" = 1 ] && echo "callgrind files kept in $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $WORK/nginx;
-  proxy_temp_path $WORK/nginx;
-  fastcgi_temp_path $WORK/nginx;
-  uwsgi_temp_path $WORK/nginx;
-  scgi_temp_path $WORK/nginx;
-  server { listen 127.0.0.1:28281; location / { add_header X-Server s1; return 200 "hello from s1\n"; } }
-  server { listen 127.0.0.1:28282; location / { add_header X-Server s2; return 200 "hello from s2\n"; } }
-}
-EOF
+nginx_conf "$WORK/nginx" "
+  server { listen 127.0.0.1:28281; location / { add_header X-Server s1; return 200 \"hello from s1\\n\"; } }
+  server { listen 127.0.0.1:28282; location / { add_header X-Server s2; return 200 \"hello from s2\\n\"; } }"
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
 
@@ -106,18 +89,10 @@ RUST_LOG=warn $VG --callgrind-out-file="$WORK/halo.cg" "$HALO" run -c "$WORK/hal
 HALO_PID=$!
 PIDS+=($HALO_PID)
 
-wait_up() {  # url
-  for _ in $(seq 1 300); do
-    curl -fs -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "not up: $1" >&2
-  exit 1
-}
 wait_up http://127.0.0.1:28281/
 wait_up http://127.0.0.1:28282/
-wait_up http://127.0.0.1:28280/
-wait_up http://127.0.0.1:28290/
+wait_up http://127.0.0.1:28280/ 300
+wait_up http://127.0.0.1:28290/ 300
 
 load() {  # port requests: C keep-alive connections, requests split evenly
   python3 - "$1" "$2" "$C" <<'EOF'

@@ -28,18 +28,15 @@ CONNS=${CONNS:-50}
 PIN=${PIN:-1}
 HALO=${HALO:-$(cd "$(dirname "$0")/.." && pwd)/target/release/halo}
 WORK=$(mktemp -d /tmp/halo-bench.XXXXXX)
-PIDS=()
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 for tool in nginx haproxy wrk python3 taskset; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y haproxy nginx-light wrk" >&2; exit 2; }
 done
 [ -x "$HALO" ] || { echo "no halo binary at $HALO: run cargo build --release" >&2; exit 2; }
 
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap stop_started EXIT
 if [ "$PIN" = 1 ]; then CLI="taskset -c 0"; SRV="taskset -c 1"; else CLI=""; SRV=""; fi
 # 10k idle connections need descriptors in this shell, the proxies and python.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -54,27 +51,10 @@ IDLE=${IDLE:-$MAX_IDLE}
 # ---------------- nginx ----------------
 mkdir -p "$WORK/nginx/www"
 head -c $((16 * 1024 * 1024)) /dev/zero | tr '\0' 'x' > "$WORK/nginx/www/big"
-cat > "$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 65s;
-  client_body_temp_path $WORK/nginx;
-  proxy_temp_path $WORK/nginx;
-  fastcgi_temp_path $WORK/nginx;
-  uwsgi_temp_path $WORK/nginx;
-  scgi_temp_path $WORK/nginx;
-  server { listen 127.0.0.1:28081; root $WORK/nginx/www; location = /big { } location / { add_header X-Server s1; return 200 "hello from s1\n"; } }
-  server { listen 127.0.0.1:28082; root $WORK/nginx/www; location = /big { } location / { add_header X-Server s2; return 200 "hello from s2\n"; } }
-  server { listen 127.0.0.1:28083; location / { add_header X-Server bk; return 200 "hello from backup\n"; } }
-}
-EOF
+nginx_conf "$WORK/nginx" "
+  server { listen 127.0.0.1:28081; root $WORK/nginx/www; location = /big { } location / { add_header X-Server s1; return 200 \"hello from s1\\n\"; } }
+  server { listen 127.0.0.1:28082; root $WORK/nginx/www; location = /big { } location / { add_header X-Server s2; return 200 \"hello from s2\\n\"; } }
+  server { listen 127.0.0.1:28083; location / { add_header X-Server bk; return 200 \"hello from backup\\n\"; } }"
 $SRV nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
 
@@ -174,13 +154,6 @@ RUST_LOG=warn $SRV "$HALO" run -c "$WORK/halo.toml" > "$WORK/halo.log" 2>&1 &
 HALO_PID=$!
 PIDS+=($HALO_PID)
 
-wait_up() {  # url
-  for _ in $(seq 1 100); do
-    curl -fs -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "not answering: $1" >&2; exit 1
-}
 wait_up http://127.0.0.1:28081/
 wait_up http://127.0.0.1:28080/
 wait_up http://127.0.0.1:28090/

@@ -142,7 +142,7 @@ impl PoolRuntime {
         };
 
         let mut full = false;
-        let mut primaries: Vec<Candidate> = Vec::new();
+        let mut primaries = Candidates::default();
         for (i, s) in self.servers.iter().enumerate() {
             if !s.config.backup && usable(i, s) {
                 if s.has_room() {
@@ -152,7 +152,7 @@ impl PoolRuntime {
                 }
             }
         }
-        if let Some(i) = self.balancer.pick(&primaries, client_hash) {
+        if let Some(i) = self.balancer.pick(primaries.as_slice(), client_hash) {
             return Pick::Server(i);
         }
         if full {
@@ -164,7 +164,7 @@ impl PoolRuntime {
             .enumerate()
             .filter(|(i, s)| s.config.backup && usable(*i, s));
         if self.config.use_all_backups {
-            let mut all = Vec::new();
+            let mut all = Candidates::default();
             for (i, s) in backups {
                 if s.has_room() {
                     all.push(candidate(i, s));
@@ -172,7 +172,7 @@ impl PoolRuntime {
                     full = true;
                 }
             }
-            match self.balancer.pick(&all, client_hash) {
+            match self.balancer.pick(all.as_slice(), client_hash) {
                 Some(i) => Pick::Server(i),
                 None if full => Pick::Full,
                 None => Pick::Unavailable,
@@ -233,6 +233,54 @@ impl PoolRuntime {
         InFlight {
             pool: Arc::clone(self),
             index,
+        }
+    }
+}
+
+/// The eligible servers of one pick. Every request picks, so pools of up to
+/// `INLINE` servers are collected on the stack; larger ones spill to the heap.
+struct Candidates {
+    inline: [Candidate; Self::INLINE],
+    len: usize,
+    spill: Vec<Candidate>,
+}
+
+impl Candidates {
+    const INLINE: usize = 16;
+    const NONE: Candidate = Candidate {
+        index: 0,
+        weight: 0,
+        in_flight: 0,
+        id_hash: 0,
+    };
+
+    fn push(&mut self, c: Candidate) {
+        if self.spill.is_empty() && self.len < Self::INLINE {
+            self.inline[self.len] = c;
+            self.len += 1;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(c);
+        }
+    }
+
+    fn as_slice(&self) -> &[Candidate] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+impl Default for Candidates {
+    fn default() -> Self {
+        Self {
+            inline: [Self::NONE; Self::INLINE],
+            len: 0,
+            spill: Vec::new(),
         }
     }
 }
@@ -314,4 +362,26 @@ fn hash_ip(ip: IpAddr) -> u64 {
     #[allow(clippy::cast_possible_truncation)]
     let (hi, lo) = ((bits >> 64) as u64, bits as u64);
     mix64(hi ^ mix64(lo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Candidate, Candidates};
+
+    #[test]
+    fn candidates_keep_order_on_the_stack_and_past_it() {
+        for n in [0, 1, Candidates::INLINE, Candidates::INLINE + 1, 40] {
+            let mut c = Candidates::default();
+            for index in 0..n {
+                c.push(Candidate {
+                    index,
+                    weight: 1,
+                    in_flight: 0,
+                    id_hash: index as u64,
+                });
+            }
+            let got: Vec<usize> = c.as_slice().iter().map(|c| c.index).collect();
+            assert_eq!(got, (0..n).collect::<Vec<_>>(), "{n} candidates");
+        }
+    }
 }

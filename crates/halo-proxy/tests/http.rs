@@ -510,6 +510,15 @@ async fn every_response_framing_reaches_the_client_intact() {
         }
     })
     .await;
+    // A 101 to a request that asked for no upgrade is a bad server.
+    let unasked = raw_backend(|mut sock, _| async move {
+        let _ = sock
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+            )
+            .await;
+    })
+    .await;
     // Keep-alive over HEAD (a length but no body), 204 and GET: one connection.
     let accepted = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -538,12 +547,14 @@ async fn every_response_framing_reaches_the_client_intact() {
         "{}[[listener.route]]\nhost = \"close\"\npool = \"close\"\n\
          [[listener.route]]\nhost = \"interim\"\npool = \"interim\"\n\
          [[listener.route]]\nhost = \"chunked\"\npool = \"chunked\"\n\
-         [[listener.route]]\nhost = \"keep\"\npool = \"keep\"\n{}{}{}{}",
+         [[listener.route]]\nhost = \"keep\"\npool = \"keep\"\n\
+         [[listener.route]]\nhost = \"unasked\"\npool = \"unasked\"\n{}{}{}{}{}",
         http_listener(""),
         pool("close", "", &[("c", close, "")]),
         pool("interim", "", &[("i", interim, "")]),
         pool("chunked", "", &[("c", chunked, "")]),
         pool("keep", "", &[("k", keep, "")]),
+        pool("unasked", "", &[("u", unasked, "")]),
     );
     let run = Running::start(&toml).await;
     let mut c = Client::connect(run.addr()).await;
@@ -558,6 +569,13 @@ async fn every_response_framing_reaches_the_client_intact() {
     assert_eq!(
         c.get("chunked", "/").await,
         (StatusCode::OK, "abcde".into())
+    );
+    assert_eq!(
+        c.get("unasked", "/").await,
+        (
+            StatusCode::BAD_GATEWAY,
+            "502 the server sent an invalid response\n".into()
+        )
     );
     for _ in 0..3 {
         let head = Request::head("/")

@@ -2,14 +2,17 @@
 //! frame by frame; none is ever collected whole.
 
 use std::future::Future as _;
+use std::io::{IoSlice, Write as _};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::h1::{self, Chunked, Conn, Decoded, Framing};
@@ -131,16 +134,14 @@ impl Decoder {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
         match self {
             Self::Done => Ok(Decoded::End),
+            Self::Length(_) | Self::Close if buf.is_empty() => Ok(Decoded::NeedMore),
             Self::Length(left) => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                let data = buf.split_to(take).freeze();
-                *left -= take as u64;
-                if *left == 0 {
-                    *self = Self::Done;
-                }
+                let (data, left) = h1::take(buf, *left);
+                *self = if left == 0 {
+                    Self::Done
+                } else {
+                    Self::Length(left)
+                };
                 Ok(Decoded::Data(data))
             }
             Self::Chunked(c) => {
@@ -150,7 +151,6 @@ impl Decoder {
                 }
                 Ok(d)
             }
-            Self::Close if buf.is_empty() => Ok(Decoded::NeedMore),
             Self::Close => Ok(Decoded::Data(buf.split().freeze())),
         }
     }
@@ -161,23 +161,100 @@ impl Decoder {
 /// when dropped: a body nobody waits for any more is not worth sending.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    pub(crate) task: tokio::task::JoinHandle<()>,
-    /// One of the `WRITER_*` states.
-    pub(crate) state: Arc<std::sync::atomic::AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+    /// One of the `BUSY`.. `FAILED` states below, set once by the task.
+    state: Arc<AtomicU8>,
 }
 
+/// A chunk-size line at most: 16 hex digits and CRLF.
+const SIZE_LINE: usize = 16 + 2;
+
 /// The body is still being written.
-pub(crate) const WRITER_BUSY: u8 = 0;
+const BUSY: u8 = 0;
 /// The whole body was written.
-pub(crate) const WRITER_DONE: u8 = 1;
+const DONE: u8 = 1;
 /// The client sent nothing for `timeouts.client`: the server's side was shut.
-pub(crate) const WRITER_CLIENT_TIMEOUT: u8 = 2;
+const CLIENT_TIMEOUT: u8 = 2;
 /// The client's body failed, or the server stopped reading it.
-pub(crate) const WRITER_FAILED: u8 = 3;
+const FAILED: u8 = 3;
 
 impl Writer {
-    pub(crate) fn state(&self) -> u8 {
-        self.state.load(std::sync::atomic::Ordering::Acquire)
+    /// Starts writing `body` to the server (`chunked`: halo frames it). A
+    /// client that sends nothing for `client_timeout` ends it: the server's
+    /// side is shut for writing, so it sees the body cut short.
+    pub(crate) fn spawn(
+        io: Arc<TcpStream>,
+        mut body: Counted,
+        chunked: bool,
+        client_timeout: Duration,
+    ) -> Self {
+        let state = Arc::new(AtomicU8::new(BUSY));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            let end = loop {
+                let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+                let frame = match tokio::time::timeout(client_timeout, next).await {
+                    Err(_) => {
+                        let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
+                        break CLIENT_TIMEOUT;
+                    }
+                    Ok(None) => {
+                        let last = if chunked {
+                            h1::write_all(&io, &mut [IoSlice::new(b"0\r\n\r\n")]).await
+                        } else {
+                            Ok(())
+                        };
+                        break if last.is_ok() { DONE } else { FAILED };
+                    }
+                    Ok(Some(Ok(frame))) => frame,
+                    Ok(Some(Err(e))) => {
+                        tracing::debug!(error = %e, "client request body failed");
+                        break FAILED;
+                    }
+                };
+                // Trailers are not forwarded.
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                let written = if chunked {
+                    // "{len:x}\r\n" on the stack: no allocation per chunk.
+                    let mut line = [0u8; SIZE_LINE];
+                    let mut rest = &mut line[..];
+                    let _ = write!(rest, "{:x}\r\n", data.len());
+                    let used = SIZE_LINE - rest.len();
+                    let mut bufs = [
+                        IoSlice::new(&line[..used]),
+                        IoSlice::new(&data),
+                        IoSlice::new(b"\r\n"),
+                    ];
+                    h1::write_all(&io, &mut bufs).await
+                } else {
+                    h1::write_all(&io, &mut [IoSlice::new(&data)]).await
+                };
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "server stopped reading the request body");
+                    break FAILED;
+                }
+            };
+            // Let go of the socket first: a finished writer means the
+            // response side holds the only handle.
+            drop(io);
+            shared.store(end, Ordering::Release);
+        });
+        Self { task, state }
+    }
+
+    /// The whole body went out.
+    pub(crate) fn done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// The client stalled mid-body (and the server's side was shut).
+    pub(crate) fn client_stalled(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLIENT_TIMEOUT
     }
 }
 
@@ -295,7 +372,7 @@ impl UpstreamBody {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let written = self.writer.take().is_none_or(|w| w.state() == WRITER_DONE);
+        let written = self.writer.take().is_none_or(|w| w.done());
         if self.keep_alive && written && conn.buf.is_empty() && Arc::get_mut(&mut conn.io).is_some()
         {
             self.in_flight.server().idle.put(conn);
@@ -305,11 +382,6 @@ impl UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        // A body that was empty from the start (204, HEAD, Content-Length: 0)
-        // is never polled; it still ended cleanly.
-        if matches!(self.decoder, Decoder::Done) {
-            self.finish();
-        }
         Counters::add(&self.in_flight.server().counters.bytes_out, self.bytes);
         Counters::add(&self.in_flight.pool().counters.bytes_out, self.bytes);
         Counters::add(&self.listener.bytes_out, self.bytes);

@@ -19,18 +19,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{StatusCode, Version};
 use tokio::net::TcpStream;
 
 /// Response heads larger than this are a bad server (502).
-pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Headers in one response head, at most (hyper's client allows 100 too).
 const MAX_HEADERS: usize = 100;
 /// Room made before each read of a head, and of a body.
-pub(crate) const HEAD_READ: usize = 8 * 1024;
+const HEAD_READ: usize = 8 * 1024;
 pub(crate) const BODY_READ: usize = 64 * 1024;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -66,7 +66,7 @@ impl Conn {
         match self.io.poll_read_ready(&mut cx) {
             Poll::Pending => true,
             // Readable: a close, a reset, or bytes nobody asked for; or a
-            // stale readiness, which a zero-length probe read tells apart.
+            // stale readiness, which a one-byte probe read tells apart.
             Poll::Ready(Ok(())) => {
                 matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
@@ -127,21 +127,27 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
-/// Header names listed in the Connection headers (besides close, keep-alive
-/// and upgrade, which are handled by name): hop-by-hop too.
+/// The tokens of a Connection value that name other headers (close,
+/// keep-alive and upgrade are handled by name).
+fn connection_names(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"upgrade")
+        })
+}
+
+/// Header names listed in the Connection headers: hop-by-hop too.
 fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|t| {
-            !t.eq_ignore_ascii_case("close")
-                && !t.eq_ignore_ascii_case("keep-alive")
-                && !t.eq_ignore_ascii_case("upgrade")
-        })
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .flat_map(|v| connection_names(v.as_bytes()))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
         .collect()
 }
 
@@ -340,11 +346,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseH
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or_else(|| junk("invalid status code"))?;
-    let version = if resp.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
+    let http10 = resp.version == Some(0);
 
     // One pass over the raw headers for what framing and reuse depend on.
     let base = buf.as_ptr() as usize;
@@ -368,14 +370,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseH
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                } else if !token.eq_ignore_ascii_case(b"upgrade") && !token.is_empty() {
-                    named = true;
-                }
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
+            named |= connection_names(h.value).next().is_some();
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only a final chunked delimits; anything else runs to close.
             let last = h
@@ -410,41 +408,35 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseH
             (Some(false), _) | (None, None) => Framing::Close,
         }
     };
-    let keep_alive = match version {
-        Version::HTTP_10 => keep_alive && !close,
-        _ => !close,
-    } && framing != Framing::Close
+    let keep_alive = (keep_alive || !http10)
+        && !close
+        && framing != Framing::Close
         // Both framings at once (RFC 9112 §6.1): answer it, then close.
         && !(chunked.is_some() && length.is_some());
 
     let head = buf.split_to(len).freeze();
-    let slice = |(start, len): (u32, u32)| head.slice(start as usize..(start + len) as usize);
-    let listed: Vec<Bytes> = if named {
-        spans[..count]
+    let range = |(start, len): (u32, u32)| start as usize..(start + len) as usize;
+    let spans = &spans[..count];
+    // Only when the server named headers in Connection (rare): those too.
+    let listed: Vec<&[u8]> = if named {
+        spans
             .iter()
-            .filter(|s| slice(s.name).eq_ignore_ascii_case(b"connection"))
-            .flat_map(|s| {
-                slice(s.value)
-                    .split(|&b| b == b',')
-                    .map(|t| Bytes::copy_from_slice(t.trim_ascii()))
-                    .collect::<Vec<_>>()
-            })
+            .filter(|s| head[range(s.name)].eq_ignore_ascii_case(b"connection"))
+            .flat_map(|s| connection_names(&head[range(s.value)]))
             .collect()
     } else {
         Vec::new()
     };
     let upgrade = framing == Framing::Upgrade;
     let mut map = HeaderMap::with_capacity(count);
-    for span in &spans[..count] {
-        let raw_name = slice(span.name);
-        let name = HeaderName::from_bytes(&raw_name).map_err(|_| junk("invalid header name"))?;
-        if (is_hop_by_hop(&name)
-            && !(upgrade && (name == header::UPGRADE || name == header::CONNECTION)))
-            || (named && listed.iter().any(|l| l.eq_ignore_ascii_case(&raw_name)))
-        {
+    for span in spans {
+        let raw_name = &head[range(span.name)];
+        let name = HeaderName::from_bytes(raw_name).map_err(|_| junk("invalid header name"))?;
+        let hop = is_hop_by_hop(&name) || listed.iter().any(|l| l.eq_ignore_ascii_case(raw_name));
+        if hop && !(upgrade && (name == header::UPGRADE || name == header::CONNECTION)) {
             continue;
         }
-        let value = HeaderValue::from_maybe_shared(slice(span.value))
+        let value = HeaderValue::from_maybe_shared(head.slice(range(span.value)))
             .map_err(|_| junk("invalid header value"))?;
         map.append(name, value);
     }
@@ -490,6 +482,13 @@ pub(crate) enum Decoded {
     End,
 }
 
+/// Takes up to `left` bytes from the front of `buf`; returns them and how
+/// many are still to come.
+pub(crate) fn take(buf: &mut BytesMut, left: u64) -> (Bytes, u64) {
+    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+    (buf.split_to(n).freeze(), left - n as u64)
+}
+
 /// Trailer sections over this many bytes are a bad server.
 const MAX_TRAILERS: u32 = 64 * 1024;
 
@@ -505,9 +504,7 @@ impl Chunked {
                 if buf.is_empty() {
                     return Ok(Decoded::NeedMore);
                 }
-                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                let data = buf.split_to(take).freeze();
-                let left = left - take as u64;
+                let (data, left) = take(buf, left);
                 *self = if left == 0 {
                     Self::DataCr
                 } else {
@@ -521,7 +518,7 @@ impl Chunked {
             let Some(&b) = buf.first() else {
                 return Ok(Decoded::NeedMore);
             };
-            let _ = buf.split_to(1);
+            buf.advance(1);
             *self = match (*self, b) {
                 (Self::Size(n, _), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
                     if n >> 60 != 0 {
@@ -719,13 +716,14 @@ mod tests {
         assert_eq!(names, ["server", "set-cookie"]);
         assert_eq!(head.headers.get_all("set-cookie").iter().count(), 2);
         assert_eq!(&buf[..], b"rest");
-        let up = parse(
+        for raw in [
             "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-            false,
-        )
-        .unwrap()
-        .unwrap();
-        assert!(up.headers.contains_key("upgrade") && up.headers.contains_key("connection"));
+            "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade, X-P\r\nX-P: 1\r\n\r\n",
+        ] {
+            let up = parse(raw, false).unwrap().unwrap();
+            assert!(up.headers.contains_key("upgrade") && up.headers.contains_key("connection"));
+            assert!(!up.headers.contains_key("x-p"), "{raw:?}");
+        }
     }
 
     #[test]

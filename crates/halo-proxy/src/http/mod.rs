@@ -19,9 +19,8 @@ pub(crate) mod upstream;
 use std::convert::Infallible;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -76,7 +75,12 @@ pub(crate) async fn serve(
     // A client that sends nothing within `request_header` is closed.
     // (`readable()` is not enough: a fresh socket may report ready with no
     // data; peeking one byte waits for a real one, or for EOF.)
-    if !matches!(first_byte(&stream, request_header).await, Ok(Ok(1..))) {
+    // (`poll_peek` parks on the socket's own reader slot; tokio's `peek()`
+    // future carries a waiter node, which every idle connection would keep.)
+    let first_byte = std::future::poll_fn(|cx| {
+        stream.poll_peek(cx, &mut tokio::io::ReadBuf::new(&mut [0u8; 1]))
+    });
+    if !matches!(timeout(request_header, first_byte).await, Ok(Ok(1..))) {
         return;
     }
     let settings = ConnSettings {
@@ -86,22 +90,6 @@ pub(crate) async fn serve(
         _active: active,
     };
     Box::pin(serve_active(stream, peer, name, snapshot, settings)).await;
-}
-
-/// Waits for a client's first byte (or EOF), for at most `limit`.
-fn first_byte(
-    stream: &TcpStream,
-    limit: Duration,
-) -> tokio::time::Timeout<impl Future<Output = std::io::Result<usize>> + '_> {
-    // `poll_peek` parks on the socket's own reader slot; tokio's `peek()`
-    // future carries a waiter node, which an idle connection would keep.
-    timeout(
-        limit,
-        std::future::poll_fn(move |cx| {
-            let mut byte = [0u8; 1];
-            stream.poll_peek(cx, &mut tokio::io::ReadBuf::new(&mut byte))
-        }),
-    )
 }
 
 /// The listener settings a connection reads once, at accept.
@@ -417,16 +405,13 @@ async fn forward(
                 }
                 break (Failure::Connect(e.to_string()), cfg.retry_on.conn_failure);
             }
-            let writer = body
-                .take()
-                .map(|b| spawn_writer(Arc::clone(&conn.io), b, framing, cfg.timeouts.client));
+            let writer = body.take().map(|b| {
+                let chunked = framing == RequestBody::Chunked;
+                Writer::spawn(Arc::clone(&conn.io), b, chunked, cfg.timeouts.client)
+            });
 
             let read = timeout(cfg.timeouts.server, h1::read_head(&mut conn, head_request)).await;
-            if read.as_ref().is_ok_and(Result::is_err)
-                && writer
-                    .as_ref()
-                    .is_some_and(|w| w.state() == body::WRITER_CLIENT_TIMEOUT)
-            {
+            if !matches!(read, Ok(Ok(_))) && writer.as_ref().is_some_and(Writer::client_stalled) {
                 // The client stalled, not the server: no passive error.
                 break 'servers (
                     StatusCode::REQUEST_TIMEOUT,
@@ -435,6 +420,10 @@ async fn forward(
                 );
             }
             match read {
+                Ok(Ok(resp)) if resp.framing == Framing::Upgrade && client_upgrade.is_none() => {
+                    let e = "101 Switching Protocols to a request that asked for no upgrade";
+                    break (Failure::Junk(e.into()), false);
+                }
                 Ok(Ok(resp)) => {
                     return respond(
                         resp,
@@ -454,8 +443,7 @@ async fn forward(
                         }),
                         cfg.timeouts.server,
                         cfg.timeouts.tunnel,
-                    )
-                    .await;
+                    );
                 }
                 Ok(Err(HeadError::Closed(e))) => {
                     let allowed = replayable && cfg.retry_on.empty_response;
@@ -510,75 +498,6 @@ async fn forward(
     resp
 }
 
-/// Sends a request body to the server from its own task, so the response can
-/// be read (and streamed back) while the body is still going up. A client
-/// that sends nothing for `client_timeout` ends it: the server's side is shut
-/// for writing (it sees the body cut short) and the request gets a 408.
-fn spawn_writer(
-    io: Arc<TcpStream>,
-    mut body: Counted,
-    framing: RequestBody,
-    client_timeout: Duration,
-) -> Writer {
-    let state = Arc::new(AtomicU8::new(body::WRITER_BUSY));
-    let shared = Arc::clone(&state);
-    let task = tokio::spawn(async move {
-        let chunked = framing == RequestBody::Chunked;
-        let end = loop {
-            let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-            let frame = match timeout(client_timeout, next).await {
-                Err(_) => {
-                    let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
-                    break body::WRITER_CLIENT_TIMEOUT;
-                }
-                Ok(None) => break body::WRITER_DONE,
-                Ok(Some(Ok(frame))) => frame,
-                Ok(Some(Err(e))) => {
-                    tracing::debug!(error = %e, "client request body failed");
-                    break body::WRITER_FAILED;
-                }
-            };
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers are not forwarded
-            };
-            if data.is_empty() {
-                continue;
-            }
-            let size = format!("{:x}\r\n", data.len());
-            let written = if chunked {
-                h1::write_all(
-                    &io,
-                    &mut [
-                        IoSlice::new(size.as_bytes()),
-                        IoSlice::new(&data),
-                        IoSlice::new(b"\r\n"),
-                    ],
-                )
-                .await
-            } else {
-                h1::write_all(&io, &mut [IoSlice::new(&data)]).await
-            };
-            if let Err(e) = written {
-                tracing::debug!(error = %e, "server stopped reading the request body");
-                break body::WRITER_FAILED;
-            }
-        };
-        let end = if end == body::WRITER_DONE
-            && chunked
-            && h1::write_all(&io, &mut [IoSlice::new(b"0\r\n\r\n")])
-                .await
-                .is_err()
-        {
-            body::WRITER_FAILED
-        } else {
-            end
-        };
-        drop(io);
-        shared.store(end, Ordering::Release);
-    });
-    Writer { task, state }
-}
-
 fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
     match f {
         // HAProxy answers a connect failure after its retries with 503.
@@ -606,7 +525,7 @@ fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn respond(
+fn respond(
     resp: ResponseHead,
     conn: Conn,
     writer: Option<Writer>,
@@ -657,14 +576,11 @@ async fn respond(
     // The version stays hyper's: it speaks the client's own version, and an
     // HTTP/1.0 server must not end the client's keep-alive.
     *response.headers_mut() = resp.headers;
-    if resp.framing == Framing::Upgrade {
-        // The server switched protocols; so does the client, if it asked.
-        let Some(client_upgrade) = client_upgrade else {
-            return generated(
-                StatusCode::BAD_GATEWAY,
-                "502 the server switched protocols unasked\n",
-            );
-        };
+    if resp.framing == Framing::Upgrade
+        && let Some(client_upgrade) = client_upgrade
+    {
+        // The server switched protocols, as the client asked (`forward`
+        // turns an unasked 101 into a bad-server failure).
         drop(writer);
         let Conn { io, buf } = conn;
         let Ok(io) = Arc::try_unwrap(io) else {

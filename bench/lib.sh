@@ -1,0 +1,46 @@
+# bench/lib.sh: what the bench/ scripts share. Sourced, not run.
+# Every process a script starts goes in PIDS; stop_started ends only those.
+
+PIDS=()
+
+stop_started() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+
+# nginx_conf DIR SERVERS: an nginx.conf in DIR (one worker, no access log,
+# long keep-alive, every temp path inside DIR) serving the `server { }` lines
+# given in SERVERS.
+nginx_conf() {
+  mkdir -p "$1"
+  cat > "$1/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 65s;
+  client_body_temp_path $1;
+  proxy_temp_path $1;
+  fastcgi_temp_path $1;
+  uwsgi_temp_path $1;
+  scgi_temp_path $1;
+$2
+}
+CONF
+}
+
+# wait_up URL [TRIES]: polls URL every 0.1 s until it answers (default 100
+# tries; callgrind-slowed processes need more), else exits the script.
+wait_up() {
+  for _ in $(seq 1 "${2:-100}"); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "not answering: $1" >&2
+  exit 1
+}
