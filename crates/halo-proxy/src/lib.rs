@@ -80,6 +80,9 @@ pub(crate) struct ListenerRuntime {
     /// Applies before the route (and so the pool) is known: the shortest
     /// `request_header` of the pools the listener can reach.
     pub(crate) request_header: std::time::Duration,
+    /// Likewise for halo's own answers (400, 404, 431): the shortest
+    /// `timeouts.client`.
+    pub(crate) client: std::time::Duration,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -105,15 +108,20 @@ impl Snapshot {
                     .iter()
                     .chain(l.routes.iter().map(|r| &r.pool))
                     .filter_map(|p| pools.get(p));
-                let request_header = reachable
-                    .map(|p| p.config.timeouts.request_header)
-                    .min()
-                    .unwrap_or(std::time::Duration::from_secs(10));
+                let shortest = reachable
+                    .map(|p| (p.config.timeouts.request_header, p.config.timeouts.client))
+                    .reduce(|(h, c), (h2, c2)| (h.min(h2), c.min(c2)));
+                // No pool reachable: every request gets a 404; the defaults.
+                let (request_header, client) = shortest.unwrap_or((
+                    std::time::Duration::from_secs(10),
+                    std::time::Duration::from_secs(30),
+                ));
                 let runtime = ListenerRuntime {
                     router: Router::build(l, &pools),
                     access_log: l.access_log,
                     accept_proxy: l.accept_proxy,
                     request_header,
+                    client,
                     counters: stats.listener(&l.name),
                 };
                 (l.name.clone(), runtime)

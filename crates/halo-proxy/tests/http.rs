@@ -779,7 +779,12 @@ async fn a_slow_request_head_is_cut_off() {
     let closed = timeout(Duration::from_secs(10), sock.read_to_end(&mut out)).await;
     assert!(closed.is_ok(), "connection still open after 10s");
     let text = String::from_utf8_lossy(&out);
-    assert!(!text.contains("200"), "{text}");
+    // HAProxy's answer to `timeout http-request` too: 408.
+    assert!(
+        text.starts_with("HTTP/1.1 408")
+            && text.ends_with("\r\n\r\n408 the request head did not arrive in time\n"),
+        "{text}"
+    );
 
     // The same limit closes a keep-alive connection that sits idle after a
     // response, and one that never sends a byte (docs/config.md says both).
@@ -1213,4 +1218,320 @@ async fn example_two_datacenters_local_cluster_first_then_backups() {
     }
     let after = curl_loop(10).await;
     assert!(after.iter().all(|s| s.starts_with("clus2-")), "{after:?}");
+}
+
+/// One response read off a raw client socket: head, then the body as its
+/// framing says (Content-Length, chunked, or to the close).
+async fn read_response(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+) -> (String, Vec<u8>) {
+    timeout(DEADLINE, async {
+        let head_len = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            assert!(fill(sock, buf).await, "closed before a whole head: {buf:?}");
+        };
+        let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+        buf.drain(..head_len);
+        let lower = head.to_ascii_lowercase();
+        let length = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(|v| v.trim().parse::<usize>().unwrap());
+        let mut body = Vec::new();
+        if head_request || head.starts_with("HTTP/1.1 204") {
+        } else if lower.contains("transfer-encoding: chunked") {
+            loop {
+                let line_end = loop {
+                    if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                        break p;
+                    }
+                    assert!(fill(sock, buf).await, "closed mid-chunk");
+                };
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16)
+                        .unwrap();
+                while buf.len() < line_end + 2 + size + 2 {
+                    assert!(fill(sock, buf).await, "closed mid-chunk");
+                }
+                body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+                buf.drain(..line_end + 2 + size + 2);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else if let Some(n) = length {
+            while buf.len() < n {
+                assert!(fill(sock, buf).await, "closed mid-body");
+            }
+            body = buf.drain(..n).collect();
+        } else {
+            while fill(sock, buf).await {}
+            body = std::mem::take(buf);
+        }
+        (head, body)
+    })
+    .await
+    .expect("no whole response in time")
+}
+
+/// Reads more into `buf`; `false` at the close.
+async fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    match sock.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halos_own_answers_carry_a_short_body() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
+    let cases: [(&[u8], &str); 7] = [
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            "400 malformed request: invalid header name",
+        ),
+        (b"GET / HTTP/1.1\r\n\r\n", "400 missing Host header"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "400 more than one Host header",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "400 conflicting Content-Length headers",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "400 invalid Content-Length",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "501 unsupported Transfer-Encoding",
+        ),
+        (
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+            "501 CONNECT is not supported",
+        ),
+    ];
+    for (request, expect) in cases {
+        let out = raw(run.addr(), request).await;
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {}", &expect[..3]))
+                && head.contains("connection: close")
+                && head.contains("content-type: text/plain"),
+            "{out}"
+        );
+        assert!(
+            body.starts_with(&expect[..3]) && out.contains(expect),
+            "{out}"
+        );
+    }
+    let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
+    let out = raw(
+        run.addr(),
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 431") && out.ends_with("431 more than 128 request headers\n"),
+        "{out}"
+    );
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(70 * 1024)
+    );
+    let out = raw(run.addr(), big.as_bytes()).await;
+    assert!(
+        out.ends_with("\r\n\r\n431 request head over 64 KiB\n"),
+        "{out}"
+    );
+    // A malformed request gets its reason.
+    let out = raw(
+        run.addr(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.ends_with("\r\n\r\n400 malformed request: invalid header name\n"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_http_1_0_absolute_form_and_reframed_requests() {
+    let (a, _t) = backend("a").await;
+    // A server that answers without a length (its close ends the body).
+    let close = raw_backend(|mut sock, _| async move {
+        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\n\r\nto the close").await;
+    })
+    .await;
+    // ...and one that answers chunked.
+    let chunked = raw_backend(|mut sock, _| async move {
+        let _ = sock
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nchunk\r\n0\r\n\r\n",
+            )
+            .await;
+    })
+    .await;
+    let toml = format!(
+        "{}[[listener.route]]\nhost = \"close\"\npool = \"close\"\n\
+         [[listener.route]]\nhost = \"chunked\"\npool = \"chunked\"\n{}{}{}",
+        http_listener("default_pool = \"p\""),
+        pool("p", "", &[("a", a, "")]),
+        pool("close", "", &[("c", close, "")]),
+        pool("chunked", "", &[("c", chunked, "")]),
+    );
+    let run = Running::start(&toml).await;
+
+    // Three requests in one write, one with a chunked body: three answers,
+    // in order, on the one connection.
+    let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+    sock.write_all(
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\
+          GET /three HTTP/1.1\r\nHost: x\r\nX-N: 3\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let (head, body) = read_response(&mut sock, &mut buf, false).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && body.starts_with(b"a\n"),
+        "{head}"
+    );
+    let (head, body) = read_response(&mut sock, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"abcde");
+    let (_, body) = read_response(&mut sock, &mut buf, false).await;
+    assert!(String::from_utf8_lossy(&body).contains("x-n: 3"));
+
+    // Absolute-form: its authority is the host; the server gets origin-form.
+    sock.write_all(b"GET http://Close/p?q=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+        .await
+        .unwrap();
+    // A body to the close reaches an HTTP/1.1 client chunked, and the
+    // connection stays open.
+    let (head, body) = read_response(&mut sock, &mut buf, false).await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    assert_eq!(body, b"to the close");
+    sock.write_all(b"GET http://x/abs?q=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, body) = read_response(&mut sock, &mut buf, false).await;
+    let seen = String::from_utf8_lossy(&body);
+    assert!(
+        seen.contains("host: x\n") && !seen.contains("other"),
+        "{seen}"
+    );
+
+    // HTTP/1.0 with keep-alive: told so, and the connection carries on.
+    let mut old = TcpStream::connect(run.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        old.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut old, &mut buf, false).await;
+        assert!(
+            head.contains("connection: keep-alive") && body.starts_with(b"a\n"),
+            "{head}"
+        );
+    }
+    // HTTP/1.0 and a chunked answer: the plain body, then the close.
+    old.write_all(b"GET / HTTP/1.0\r\nHost: chunked\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut old, &mut buf, false).await;
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, b"chunk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_after_timeouts_client() {
+    // A server with a large answer; it reports when halo stops taking it.
+    let (gone_tx, gone) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let big = raw_backend(move |mut sock, _| {
+        let gone_tx = gone_tx.clone();
+        async move {
+            let total = 256 * 1024 * 1024;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..total / chunk.len() {
+                if sock.write_all(&chunk).await.is_err() {
+                    let _ = gone_tx.send(());
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let run = Running::start(&default_pool_p(
+        "timeouts = { client = \"300ms\", server = \"60s\" }",
+        &[("big", big, "")],
+    ))
+    .await;
+    let mut sock = TcpStream::connect(run.addr()).await.unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Never read: once the socket buffers are full, halo's writes wait;
+    // after `timeouts.client` it closes both sides.
+    let mut gone = gone;
+    assert!(
+        timeout(DEADLINE, gone.recv()).await.is_ok(),
+        "halo still holds the server connection for a client that stopped reading"
+    );
+    drop(sock);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_request_body_gets_400_and_the_server_is_not_blamed() {
+    // A server that reads the whole body before it would answer; it sees the
+    // cut (EOF) and gives up without a response.
+    let reader = raw_backend(|mut sock, _| async move {
+        let _ = sock.read_to_end(&mut Vec::new()).await;
+    })
+    .await;
+    let run = Running::start(&default_pool_p(
+        "[pool.passive]\nerror_limit = 1",
+        &[("r", reader, "")],
+    ))
+    .await;
+    let out = raw(
+        run.addr(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\nzz\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 400")
+            && out.ends_with("400 the request body was cut short or malformed\n"),
+        "{out}"
+    );
+    // One passive error would have marked it down: it is still up.
+    let health = run
+        .registry
+        .health(&halo_health::ServerKey::new("p", "r"))
+        .unwrap();
+    assert!(health.is_up());
 }

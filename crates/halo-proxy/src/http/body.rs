@@ -25,8 +25,6 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// client.
 #[derive(Debug)]
 pub(crate) enum Body {
-    /// No body.
-    Empty,
     /// A body halo generated (error pages).
     Full(Option<Bytes>),
     /// A server's response body; see [`UpstreamBody`].
@@ -48,7 +46,6 @@ impl HttpBody for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Self::Empty => Poll::Ready(None),
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Self::Upstream(u) => Pin::new(u).poll_frame(cx),
         }
@@ -56,7 +53,6 @@ impl HttpBody for Body {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Empty => true,
             Self::Full(data) => data.is_none(),
             Self::Upstream(u) => matches!(u.decoder, Decoder::Done),
         }
@@ -64,7 +60,6 @@ impl HttpBody for Body {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Empty => SizeHint::with_exact(0),
             Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Self::Upstream(u) => match u.decoder {
                 Decoder::Length(n) => SizeHint::with_exact(n),
@@ -75,29 +70,94 @@ impl HttpBody for Body {
     }
 }
 
+/// A client's request body as it arrives.
+#[derive(Debug)]
+pub(crate) enum ClientBody {
+    /// From an HTTP/2 stream (hyper).
+    H2(Incoming),
+    /// From an HTTP/1.1 connection, read by halo.
+    H1(H1Body),
+}
+
+/// An HTTP/1.1 request body read from the client's connection (shared with
+/// the task writing the response). Its buffer holds what the client sent
+/// after the head: the body, and maybe the next request, which goes back to
+/// the connection when the body is done.
+#[derive(Debug)]
+pub(crate) struct H1Body {
+    pub(crate) io: Arc<TcpStream>,
+    pub(crate) buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl H1Body {
+    /// A body of `length` bytes, or chunked (`None`).
+    pub(crate) fn new(io: Arc<TcpStream>, buf: BytesMut, length: Option<u64>) -> Self {
+        let decoder = match length {
+            Some(0) => Decoder::Done,
+            Some(n) => Decoder::Length(n),
+            None => Decoder::Chunked(Chunked::new()),
+        };
+        Self { io, buf, decoder }
+    }
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(d))),
+                Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
+            match ready!(h1::poll_fill(
+                &mut self.io,
+                &mut self.buf,
+                h1::BODY_READ,
+                cx
+            )) {
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(
+                        "the client closed the connection mid-body".into()
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
+        }
+    }
+}
+
 /// A client's body, counting bytes into a listener's and a pool's counters
 /// when it is dropped (one atomic add each per request, not per frame).
 #[derive(Debug)]
 pub(crate) struct Counted {
-    pub(crate) inner: Incoming,
+    pub(crate) inner: ClientBody,
     pub(crate) bytes: u64,
     /// The listener's and the pool's.
     pub(crate) counters: [Arc<Counters>; 2],
 }
 
 impl Counted {
-    pub(crate) fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let Some(Ok(f)) = &frame
-            && let Some(d) = f.data_ref()
-        {
-            this.bytes += d.len() as u64;
+    /// The next piece of data (trailers are not forwarded).
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        let data = match &mut self.inner {
+            ClientBody::H1(b) => ready!(b.poll_data(cx)),
+            ClientBody::H2(incoming) => loop {
+                match ready!(Pin::new(&mut *incoming).poll_frame(cx)) {
+                    None => break None,
+                    Some(Err(e)) => break Some(Err(e.into())),
+                    Some(Ok(f)) => {
+                        if let Ok(d) = f.into_data() {
+                            break Some(Ok(d));
+                        }
+                    }
+                }
+            },
+        };
+        if let Some(Ok(d)) = &data {
+            self.bytes += d.len() as u64;
         }
-        Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+        Poll::Ready(data)
     }
 }
 
@@ -161,13 +221,24 @@ impl Decoder {
 /// when dropped: a body nobody waits for any more is not worth sending.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    task: tokio::task::JoinHandle<()>,
-    /// One of the `BUSY`.. `FAILED` states below, set once by the task.
+    /// Ends with the body when it was written whole (an HTTP/1.1 client's
+    /// connection wants its buffer back).
+    task: Option<tokio::task::JoinHandle<Option<Counted>>>,
+    /// One of the `BUSY`.. `CLIENT_ERROR` states below, set by the task when
+    /// it ends (a client failure also just before the server's side is shut).
     state: Arc<AtomicU8>,
 }
 
 /// A chunk-size line at most: 16 hex digits and CRLF.
-const SIZE_LINE: usize = 16 + 2;
+pub(crate) const SIZE_LINE: usize = 16 + 2;
+
+/// `"{len:x}\r\n"` on the stack: no allocation per chunk.
+pub(crate) fn size_line(len: usize, line: &mut [u8; SIZE_LINE]) -> &[u8] {
+    let mut rest = &mut line[..];
+    let _ = write!(rest, "{len:x}\r\n");
+    let used = SIZE_LINE - rest.len();
+    &line[..used]
+}
 
 /// The body is still being written.
 const BUSY: u8 = 0;
@@ -175,8 +246,11 @@ const BUSY: u8 = 0;
 const DONE: u8 = 1;
 /// The client sent nothing for `timeouts.client`: the server's side was shut.
 const CLIENT_TIMEOUT: u8 = 2;
-/// The client's body failed, or the server stopped reading it.
+/// The server stopped reading the body.
 const FAILED: u8 = 3;
+/// The client's body broke off (closed, reset, bad chunked encoding): the
+/// server's side was shut for writing.
+const CLIENT_ERROR: u8 = 4;
 
 impl Writer {
     /// Starts writing `body` to the server (`chunked`: halo frames it). A
@@ -192,9 +266,11 @@ impl Writer {
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
             let end = loop {
-                let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-                let frame = match tokio::time::timeout(client_timeout, next).await {
+                let next = std::future::poll_fn(|cx| body.poll_data(cx));
+                let data = match tokio::time::timeout(client_timeout, next).await {
                     Err(_) => {
+                        // Known before the server can react to the cut.
+                        shared.store(CLIENT_TIMEOUT, Ordering::Release);
                         let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
                         break CLIENT_TIMEOUT;
                     }
@@ -206,27 +282,23 @@ impl Writer {
                         };
                         break if last.is_ok() { DONE } else { FAILED };
                     }
-                    Ok(Some(Ok(frame))) => frame,
+                    Ok(Some(Ok(data))) => data,
                     Ok(Some(Err(e))) => {
                         tracing::debug!(error = %e, "client request body failed");
-                        break FAILED;
+                        // The server must not wait for the rest; the state
+                        // is known before the server can react to the cut.
+                        shared.store(CLIENT_ERROR, Ordering::Release);
+                        let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
+                        break CLIENT_ERROR;
                     }
-                };
-                // Trailers are not forwarded.
-                let Ok(data) = frame.into_data() else {
-                    continue;
                 };
                 if data.is_empty() {
                     continue;
                 }
                 let written = if chunked {
-                    // "{len:x}\r\n" on the stack: no allocation per chunk.
                     let mut line = [0u8; SIZE_LINE];
-                    let mut rest = &mut line[..];
-                    let _ = write!(rest, "{:x}\r\n", data.len());
-                    let used = SIZE_LINE - rest.len();
                     let mut bufs = [
-                        IoSlice::new(&line[..used]),
+                        IoSlice::new(size_line(data.len(), &mut line)),
                         IoSlice::new(&data),
                         IoSlice::new(b"\r\n"),
                     ];
@@ -243,8 +315,12 @@ impl Writer {
             // response side holds the only handle.
             drop(io);
             shared.store(end, Ordering::Release);
+            (end == DONE).then_some(body)
         });
-        Self { task, state }
+        Self {
+            task: Some(task),
+            state,
+        }
     }
 
     /// The whole body went out.
@@ -252,15 +328,31 @@ impl Writer {
         self.state.load(Ordering::Acquire) == DONE
     }
 
-    /// The client stalled mid-body (and the server's side was shut).
-    pub(crate) fn client_stalled(&self) -> bool {
-        self.state.load(Ordering::Acquire) == CLIENT_TIMEOUT
+    /// Why the client's body did not arrive whole, if it is the client's
+    /// fault (the server's side was then shut): `Some(true)` it stalled for
+    /// `timeouts.client`, `Some(false)` it broke off.
+    pub(crate) fn client_failed(&self) -> Option<bool> {
+        match self.state.load(Ordering::Acquire) {
+            CLIENT_TIMEOUT => Some(true),
+            CLIENT_ERROR => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The body, if it was written whole (its task is then ending).
+    pub(crate) async fn into_body(mut self) -> Option<Counted> {
+        if !self.done() {
+            return None;
+        }
+        self.task.take()?.await.ok().flatten()
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -291,7 +383,7 @@ pub(crate) struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    fn poll_frame(
+    pub(crate) fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -351,15 +443,20 @@ impl UpstreamBody {
         }
     }
 
+    /// Sets what the access log line will say of the request.
+    pub(crate) fn set_result(&mut self, result: &'static str) {
+        if let Some(log) = &mut self.log {
+            log.result = result;
+        }
+    }
+
     /// The body cannot be completed: the connection is dropped mid-body.
     fn fail(
         &mut self,
         result: &'static str,
         error: BoxError,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(log) = &mut self.log {
-            log.result = result;
-        }
+        self.set_result(result);
         self.conn = None;
         self.writer = None;
         Poll::Ready(Some(Err(error)))
@@ -372,7 +469,8 @@ impl UpstreamBody {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let written = self.writer.take().is_none_or(|w| w.done());
+        // The writer stays: an HTTP/1.1 client's connection takes its body back.
+        let written = self.writer.as_ref().is_none_or(Writer::done);
         if self.keep_alive && written && conn.buf.is_empty() && Arc::get_mut(&mut conn.io).is_some()
         {
             self.in_flight.server().idle.put(conn);

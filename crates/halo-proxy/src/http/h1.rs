@@ -1,13 +1,15 @@
-//! The HTTP/1.1 client side of HTTP mode: what halo writes to a server and how
-//! it reads the answer, over a plain `TcpStream` owned by the request's task.
+//! HTTP/1.1 on the wire, both sides: what halo writes to a server and how it
+//! reads the answer (over a plain `TcpStream` owned by the request's task),
+//! and the header rules the client side ([`super::server`]) shares.
 //!
 //! Why not hyper's client: `bench/instructions.sh` counted hyper's client
 //! connection task at 38% of halo's user-space instructions per request (its own
 //! task per connection, an mpsc + oneshot hand-off and wake-ups per request, a
 //! second head serialisation from a `HeaderMap` we had just rewritten). Here the
 //! request head is written once, straight from the client's head, the response
-//! head is parsed with httparse into the `HeaderMap` hyper's server needs, and
-//! the body is decoded in the task that forwards it.
+//! head is parsed with httparse and kept as the bytes the client will get
+//! (hop-by-hop headers dropped), and the body is decoded in the task that
+//! forwards it.
 //!
 //! The framing rules are RFC 9112 §6: a response to HEAD, a 1xx, 204 or 304 has
 //! no body; Transfer-Encoding chunked is decoded ([`Chunked`]); otherwise
@@ -21,8 +23,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::StatusCode;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::TcpStream;
 
 /// Response heads larger than this are a bad server (502).
@@ -32,12 +33,6 @@ const MAX_HEADERS: usize = 100;
 /// Room made before each read of a head, and of a body.
 const HEAD_READ: usize = 8 * 1024;
 pub(crate) const BODY_READ: usize = 64 * 1024;
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// One server connection: the socket (shared with a request-body writer task
 /// while one runs) and the bytes read from it but not yet used.
@@ -116,15 +111,42 @@ pub(crate) async fn write_all(io: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> i
     Ok(())
 }
 
-/// The headers that only concern one connection (RFC 9110 §7.6.1).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::UPGRADE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+/// What a header name means to a proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Concerns one connection only (RFC 9110 §7.6.1): never forwarded.
+    HopByHop,
+    /// X-Forwarded-For / -Proto / -Host: halo writes its own.
+    Forwarded,
+    Host,
+    Connection,
+    Upgrade,
+    ContentLength,
+    TransferEncoding,
+    Expect,
+    Other,
+}
+
+/// Classifies a header name in any letter case, by length first (most names
+/// are settled by one comparison).
+pub(crate) fn kind(name: &[u8]) -> Kind {
+    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is(b"te") => Kind::HopByHop,
+        4 if is(b"host") => Kind::Host,
+        6 if is(b"expect") => Kind::Expect,
+        7 if is(b"upgrade") => Kind::Upgrade,
+        7 if is(b"trailer") => Kind::HopByHop,
+        10 if is(b"connection") => Kind::Connection,
+        10 if is(b"keep-alive") => Kind::HopByHop,
+        14 if is(b"content-length") => Kind::ContentLength,
+        15 if is(b"x-forwarded-for") => Kind::Forwarded,
+        16 if is(b"proxy-connection") => Kind::HopByHop,
+        16 if is(b"x-forwarded-host") => Kind::Forwarded,
+        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+        17 if is(b"x-forwarded-proto") => Kind::Forwarded,
+        _ => Kind::Other,
+    }
 }
 
 /// The tokens of a Connection value that name other headers (close,
@@ -141,25 +163,26 @@ fn connection_names(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         })
 }
 
-/// Header names listed in the Connection headers: hop-by-hop too.
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| connection_names(v.as_bytes()))
-        .filter_map(|t| HeaderName::from_bytes(t).ok())
-        .collect()
+/// Whether a comma-separated header value holds `token`.
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// What [`encode_request`] adds for halo.
 pub(crate) struct Forwarded<'a> {
-    /// The request's host (Host, or HTTP/2's :authority), for Host when the
-    /// request has none and for X-Forwarded-Host.
-    pub(crate) host: Option<&'a HeaderValue>,
+    /// The request's host (Host, or the authority of an absolute-form target
+    /// or HTTP/2's :authority), for X-Forwarded-Host and for Host when the
+    /// request has none.
+    pub(crate) host: Option<&'a [u8]>,
+    /// The host came from the target, which overrides a Host header
+    /// (RFC 9112 §3.2.2): the client's Host lines are replaced.
+    pub(crate) replace_host: bool,
     /// The client's address, appended to X-Forwarded-For.
-    pub(crate) client_ip: &'a HeaderValue,
+    pub(crate) client_ip: &'a [u8],
     /// X-Forwarded-Proto.
-    pub(crate) proto: &'a HeaderValue,
+    pub(crate) proto: &'a [u8],
 }
 
 /// How a request body goes to the server.
@@ -174,65 +197,75 @@ pub(crate) enum RequestBody {
     Chunked,
 }
 
-/// The request head for the server: origin-form target, HTTP/1.1, the
-/// client's headers minus hop-by-hop ones, Host, X-Forwarded-For (appended),
-/// -Proto and -Host. Written once per request, replayed as is on a retry.
-pub(crate) fn encode_request(
-    parts: &Parts,
+/// The request head for the server: origin-form `target`, HTTP/1.1, the
+/// client's headers (raw HTTP/1.1 ones or hyper's HTTP/2 map) minus
+/// hop-by-hop ones, Host, X-Forwarded-For (appended), -Proto and -Host.
+/// Written once per request, replayed as is on a retry.
+pub(crate) fn encode_request<'h, F, I>(
+    method: &[u8],
+    target: &[u8],
+    headers: F,
     fwd: &Forwarded<'_>,
     upgrade: bool,
     body: RequestBody,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + parts.headers.len() * 48);
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+) -> Vec<u8>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(method);
     out.push(b' ');
-    // Absolute-form (a proxy-style request, or HTTP/2) becomes origin-form.
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    out.extend_from_slice(if target.is_empty() {
-        b"/"
-    } else {
-        target.as_bytes()
-    });
+    out.extend_from_slice(if target.is_empty() { b"/" } else { target });
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
-    let named = if parts.headers.contains_key(header::CONNECTION) {
-        connection_named(&parts.headers)
-    } else {
-        Vec::new()
-    };
+    // Names listed in Connection are hop-by-hop too (rare: most requests
+    // have no such list, and this stays empty and unallocated).
+    let named: Vec<&[u8]> = headers()
+        .filter(|(n, _)| kind(n) == Kind::Connection)
+        .flat_map(|(_, v)| connection_names(v))
+        .collect();
     let mut has_host = false;
-    for (name, value) in &parts.headers {
-        if is_hop_by_hop(name)
-            || name == X_FORWARDED_FOR
-            || name == X_FORWARDED_PROTO
-            || name == X_FORWARDED_HOST
-            || named.contains(name)
-        {
-            continue;
+    for (name, value) in headers() {
+        match kind(name) {
+            Kind::HopByHop
+            | Kind::Forwarded
+            | Kind::Connection
+            | Kind::Upgrade
+            | Kind::TransferEncoding => continue,
+            Kind::Host if fwd.replace_host => continue,
+            Kind::Host => has_host = true,
+            // halo frames a chunked body itself.
+            Kind::ContentLength if body == RequestBody::Chunked => continue,
+            Kind::ContentLength | Kind::Expect | Kind::Other => {
+                if named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                    continue;
+                }
+            }
         }
-        has_host |= name == header::HOST;
-        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        put_header(&mut out, name, value);
     }
     if !has_host && let Some(host) = fwd.host {
-        put_header(&mut out, b"host", host.as_bytes());
+        put_header(&mut out, b"host", host);
     }
     out.extend_from_slice(b"x-forwarded-for: ");
-    for prev in &parts.headers.get_all(&X_FORWARDED_FOR) {
-        out.extend_from_slice(prev.as_bytes());
-        out.extend_from_slice(b", ");
+    for (name, prev) in headers() {
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
     }
-    out.extend_from_slice(fwd.client_ip.as_bytes());
+    out.extend_from_slice(fwd.client_ip);
     out.extend_from_slice(b"\r\n");
-    put_header(&mut out, b"x-forwarded-proto", fwd.proto.as_bytes());
+    put_header(&mut out, b"x-forwarded-proto", fwd.proto);
     if let Some(host) = fwd.host {
-        put_header(&mut out, b"x-forwarded-host", host.as_bytes());
+        put_header(&mut out, b"x-forwarded-host", host);
     }
     if upgrade {
-        for v in &parts.headers.get_all(header::UPGRADE) {
-            put_header(&mut out, b"upgrade", v.as_bytes());
+        for (name, v) in headers() {
+            if kind(name) == Kind::Upgrade {
+                put_header(&mut out, b"upgrade", v);
+            }
         }
         out.extend_from_slice(b"connection: upgrade\r\n");
     }
@@ -243,7 +276,7 @@ pub(crate) fn encode_request(
     out
 }
 
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -263,16 +296,49 @@ pub(crate) enum Framing {
     Upgrade,
 }
 
-/// A response head, ready for hyper's server.
+/// A response head as it goes on to the client.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
     pub(crate) status: StatusCode,
-    /// The server's headers without hop-by-hop ones (Upgrade and Connection
-    /// kept on a 101).
-    pub(crate) headers: HeaderMap,
+    /// `HTTP/1.1 <code> <reason>` and the server's header lines without
+    /// hop-by-hop ones (Upgrade and Connection kept on a 101), each
+    /// `name: value\r\n`; no blank line yet: the HTTP/1.1 side adds its
+    /// framing and connection headers, then ends it.
+    pub(crate) head: Vec<u8>,
     pub(crate) framing: Framing,
     /// The server lets the connection carry another request after this one.
     pub(crate) keep_alive: bool,
+}
+
+impl ResponseHead {
+    /// The header lines (after the status line).
+    fn header_lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let start = self
+            .head
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(self.head.len(), |p| p + 2);
+        self.head[start..]
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r")?;
+                let colon = line.iter().position(|&b| b == b':')?;
+                Some((&line[..colon], line[colon + 1..].trim_ascii_start()))
+            })
+    }
+
+    /// The headers as a map, for hyper's HTTP/2 side.
+    pub(crate) fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in self.header_lines() {
+            // Both were checked by httparse; an odd name HTTP/2 cannot carry
+            // is left out rather than failing the response.
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
 }
 
 /// Why no response head was read.
@@ -323,18 +389,10 @@ pub(crate) async fn read_head(
     }
 }
 
-/// Positions of one header in the head buffer.
-#[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
 /// Parses a whole head at the start of `buf` and consumes it; `Ok(None)` when
 /// more bytes are needed.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
     let junk = |why: &str| HeadError::Junk(why.to_owned());
-    let mut spans = [Span::default(); MAX_HEADERS];
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {
@@ -349,48 +407,30 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseH
     let http10 = resp.version == Some(0);
 
     // One pass over the raw headers for what framing and reuse depend on.
-    let base = buf.as_ptr() as usize;
-    #[allow(clippy::cast_possible_truncation)] // heads are under 64 KiB
-    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let mut count = 0;
     let mut close = false;
     let mut keep_alive = false;
     let mut named = false;
     let mut chunked = None;
     let mut length: Option<u64> = None;
-    for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
-        #[allow(clippy::cast_possible_truncation)] // heads are under 64 KiB
-        {
-            *span = Span {
-                name: (offset(h.name.as_bytes()), h.name.len() as u32),
-                value: (offset(h.value), h.value.len() as u32),
-            };
-        }
-        count += 1;
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+    for h in resp.headers.iter() {
+        match kind(h.name.as_bytes()) {
+            Kind::Connection => {
+                close |= has_token(h.value, b"close");
+                keep_alive |= has_token(h.value, b"keep-alive");
+                named |= connection_names(h.value).next().is_some();
             }
-            named |= connection_names(h.value).next().is_some();
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only a final chunked delimits; anything else runs to close.
-            let last = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .map(<[u8]>::trim_ascii);
-            chunked = Some(last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| junk("invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(junk("conflicting Content-Length headers"));
+            Kind::TransferEncoding => {
+                // Only a final chunked delimits; anything else runs to close.
+                chunked = Some(ends_chunked(h.value));
             }
-            length = Some(n);
+            Kind::ContentLength => {
+                let n = parse_length(h.value).ok_or_else(|| junk("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(junk("conflicting Content-Length headers"));
+                }
+                length = Some(n);
+            }
+            _ => {}
         }
     }
     let framing = if head_request
@@ -408,44 +448,65 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseH
             (Some(false), _) | (None, None) => Framing::Close,
         }
     };
-    let keep_alive = (keep_alive || !http10)
-        && !close
-        && framing != Framing::Close
-        // Both framings at once (RFC 9112 §6.1): answer it, then close.
-        && !(chunked.is_some() && length.is_some());
+    // Both framings at once (RFC 9112 §6.1): answer it, then close, and
+    // never pass the Content-Length on.
+    let both = chunked.is_some() && length.is_some();
+    let keep_alive = (keep_alive || !http10) && !close && framing != Framing::Close && !both;
 
-    let head = buf.split_to(len).freeze();
-    let range = |(start, len): (u32, u32)| start as usize..(start + len) as usize;
-    let spans = &spans[..count];
     // Only when the server named headers in Connection (rare): those too.
     let listed: Vec<&[u8]> = if named {
-        spans
+        resp.headers
             .iter()
-            .filter(|s| head[range(s.name)].eq_ignore_ascii_case(b"connection"))
-            .flat_map(|s| connection_names(&head[range(s.value)]))
+            .filter(|h| kind(h.name.as_bytes()) == Kind::Connection)
+            .flat_map(|h| connection_names(h.value))
             .collect()
     } else {
         Vec::new()
     };
     let upgrade = framing == Framing::Upgrade;
-    let mut map = HeaderMap::with_capacity(count);
-    for span in spans {
-        let raw_name = &head[range(span.name)];
-        let name = HeaderName::from_bytes(raw_name).map_err(|_| junk("invalid header name"))?;
-        let hop = is_hop_by_hop(&name) || listed.iter().any(|l| l.eq_ignore_ascii_case(raw_name));
-        if hop && !(upgrade && (name == header::UPGRADE || name == header::CONNECTION)) {
-            continue;
+    let mut head = Vec::with_capacity(len + 64);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        let skip = match kind(name) {
+            Kind::Connection | Kind::Upgrade => !upgrade,
+            Kind::HopByHop | Kind::TransferEncoding => true,
+            Kind::ContentLength => both,
+            Kind::Host | Kind::Forwarded | Kind::Expect | Kind::Other => false,
+        } || listed.iter().any(|l| l.eq_ignore_ascii_case(name));
+        if !skip {
+            put_header(&mut head, name, h.value);
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(range(span.value)))
-            .map_err(|_| junk("invalid header value"))?;
-        map.append(name, value);
     }
+    buf.advance(len);
     Ok(Some(ResponseHead {
         status,
-        headers: map,
+        head,
         framing,
         keep_alive,
     }))
+}
+
+/// Whether a Transfer-Encoding value ends with chunked (the only coding
+/// that delimits a message).
+pub(crate) fn ends_chunked(value: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// A Content-Length value: digits only (RFC 9110 §8.6).
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// A chunked body decoder (RFC 9112 §7.1), sans-io: fed the connection's
@@ -712,17 +773,26 @@ mod tests {
                    Transfer-Encoding: chunked\r\n\r\nrest";
         let mut buf = BytesMut::from(raw.as_bytes());
         let head = parse_head(&mut buf, false).unwrap().unwrap();
-        let names: Vec<&str> = head.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&head.head),
+            "HTTP/1.1 200 OK\r\nServer: s\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n"
+        );
+        let map = head.header_map();
+        let names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["server", "set-cookie"]);
-        assert_eq!(head.headers.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
         assert_eq!(&buf[..], b"rest");
+        // Both framings: the Content-Length is not passed on.
+        let both = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head = parse(both, false).unwrap().unwrap();
+        assert_eq!(String::from_utf8_lossy(&head.head), "HTTP/1.1 200 OK\r\n");
         for raw in [
             "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
             "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade, X-P\r\nX-P: 1\r\n\r\n",
         ] {
-            let up = parse(raw, false).unwrap().unwrap();
-            assert!(up.headers.contains_key("upgrade") && up.headers.contains_key("connection"));
-            assert!(!up.headers.contains_key("x-p"), "{raw:?}");
+            let up = parse(raw, false).unwrap().unwrap().header_map();
+            assert!(up.contains_key("upgrade") && up.contains_key("connection"));
+            assert!(!up.contains_key("x-p"), "{raw:?}");
         }
     }
 
@@ -748,33 +818,40 @@ mod tests {
 
     #[test]
     fn request_heads_are_rewritten_for_the_server() {
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("http://app.example/a?b=1")
-            .header("connection", "keep-alive, x-hop")
-            .header("x-hop", "1")
-            .header("te", "trailers")
-            .header("x-forwarded-for", "192.0.2.1")
-            .header("x-forwarded-proto", "https")
-            .header("content-type", "text/plain")
-            .body(())
-            .unwrap();
-        let (parts, ()) = req.into_parts();
-        let ip = HeaderValue::from_static("198.51.100.7");
-        let proto = HeaderValue::from_static("http");
-        let host = HeaderValue::from_static("app.example");
+        let headers: [(&[u8], &[u8]); 8] = [
+            (b"Connection", b"keep-alive, x-hop"),
+            (b"X-Hop", b"1"),
+            (b"TE", b"trailers"),
+            (b"X-Forwarded-For", b"192.0.2.1"),
+            (b"x-forwarded-proto", b"https"),
+            (b"Content-Type", b"text/plain"),
+            (b"Host", b"wrong.example"),
+            (b"Content-Length", b"5"),
+        ];
         let fwd = Forwarded {
-            host: Some(&host),
-            client_ip: &ip,
-            proto: &proto,
+            host: Some(b"app.example"),
+            replace_host: true,
+            client_ip: b"198.51.100.7",
+            proto: b"http",
         };
-        let head =
-            String::from_utf8(encode_request(&parts, &fwd, false, RequestBody::Chunked)).unwrap();
+        let encode = |body| {
+            let head = encode_request(
+                b"POST",
+                b"/a?b=1",
+                || headers.iter().copied(),
+                &fwd,
+                false,
+                body,
+            );
+            String::from_utf8(head).unwrap()
+        };
         assert_eq!(
-            head,
-            "POST /a?b=1 HTTP/1.1\r\ncontent-type: text/plain\r\nhost: app.example\r\n\
+            encode(RequestBody::Chunked),
+            "POST /a?b=1 HTTP/1.1\r\nContent-Type: text/plain\r\nhost: app.example\r\n\
              x-forwarded-for: 192.0.2.1, 198.51.100.7\r\nx-forwarded-proto: http\r\n\
              x-forwarded-host: app.example\r\ntransfer-encoding: chunked\r\n\r\n"
         );
+        // A body sent as received keeps its length.
+        assert!(encode(RequestBody::Raw).contains("\r\nContent-Length: 5\r\n"));
     }
 }

@@ -1,5 +1,11 @@
-//! HTTP mode: HTTP/1.1 (keep-alive) and HTTP/2 cleartext (prior knowledge)
-//! from clients, HTTP/1.1 with pooled keep-alive connections to servers.
+//! HTTP mode: HTTP/1.1 (keep-alive, pipelining) and HTTP/2 cleartext (prior
+//! knowledge) from clients, HTTP/1.1 with pooled keep-alive connections to
+//! servers.
+//!
+//! HTTP/1.1 clients are served by halo itself ([`server`]): heads parsed with
+//! httparse, the server's head written from the client's bytes and the
+//! client's from the server's, no `HeaderMap` either way. HTTP/2 clients go
+//! through hyper's server ([`h2`]). Both meet in [`forward`].
 //!
 //! A request goes: route by Host and path → pick a server (health, tiers,
 //! `max_conns` queue) → a pooled or new connection → forward, streaming the
@@ -13,10 +19,11 @@
 
 pub(crate) mod body;
 pub(crate) mod h1;
+mod h2;
 pub(crate) mod route;
+mod server;
 pub(crate) mod upstream;
 
-use std::convert::Infallible;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,20 +31,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use halo_config::SendProxy;
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt as _;
+use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use self::body::{Body, Counted, Decoder, UpstreamBody, Writer};
-use self::h1::{Conn, Framing, HeadError, RequestBody, ResponseHead};
+use self::body::{Counted, Decoder, UpstreamBody, Writer};
+use self::h1::{Conn, Framing, HeadError, ResponseHead};
 use crate::Snapshot;
 use crate::pool::{InFlight, NoServer, PoolRuntime};
 use crate::stats::{Active, Counters};
@@ -54,9 +54,13 @@ struct ConnCtx {
     local: SocketAddr,
     /// The client's address as an X-Forwarded-For element, made once per
     /// connection.
-    client_ip: HeaderValue,
-    proto: HeaderValue,
+    client_ip: Box<[u8]>,
     counters: Arc<Counters>,
+    /// The listener's limit for a request head, and for an idle keep-alive
+    /// connection.
+    request_header: Duration,
+    /// The listener's limit for writing halo's own answers.
+    client_timeout: Duration,
 }
 
 pub(crate) async fn serve(
@@ -125,57 +129,22 @@ async fn serve_active(
     else {
         return;
     };
+    // Read here, not at accept: an idle connection's future stays small.
+    let client_timeout = snapshot
+        .load()
+        .listener(&name)
+        .map_or(Duration::from_secs(30), |l| l.client);
     let ctx = Arc::new(ConnCtx {
         listener: Arc::clone(&name),
         snapshot,
         client,
         local,
-        client_ip: HeaderValue::from_str(&client.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
-        proto: HeaderValue::from_static("http"),
+        client_ip: client.ip().to_string().into_bytes().into_boxed_slice(),
         counters,
+        request_header,
+        client_timeout,
     });
-
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Also closes an idle keep-alive connection (HAProxy's
-        // `timeout http-keep-alive` falls back to `http-request` too).
-        .header_read_timeout(request_header)
-        .max_buf_size(MAX_HEAD);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(MAX_HEAD).unwrap_or(u32::MAX));
-    let service = {
-        let ctx = Arc::clone(&ctx);
-        service_fn(move |req| handle(req, Arc::clone(&ctx)))
-    };
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .await
-    {
-        report_connection_error(&ctx, e.as_ref());
-    }
-}
-
-/// Connection-level errors are the client's: malformed heads (answered 400 or
-/// 431 by hyper before we see a request), slow heads, resets.
-fn report_connection_error(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) {
-    let hyper_err = e.downcast_ref::<hyper::Error>();
-    let what = match hyper_err {
-        Some(h) if h.is_parse_too_large() => "request head too large (431)",
-        Some(h) if h.is_parse() => "malformed request (400)",
-        Some(h) if h.is_timeout() => "request head not received in time",
-        Some(h) if h.is_incomplete_message() => "client closed mid-request",
-        _ => "client connection error",
-    };
-    Counters::add(&ctx.counters.errors, 1);
-    tracing::info!(
-        target: "halo::access",
-        listener = %ctx.listener, client = %ctx.client, result = what, error = %e, "http"
-    );
+    server::serve(ctx, stream).await;
 }
 
 /// One line per request, written when the response body is done.
@@ -207,63 +176,6 @@ impl AccessRecord {
     }
 }
 
-async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Body>, Infallible> {
-    let started = Instant::now();
-    let snap = ctx.snapshot.load();
-    let Some(listener) = snap.listener(&ctx.listener) else {
-        return Ok(generated(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "listener removed\n",
-        ));
-    };
-    listener.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let log =
-        listener.access_log && tracing::enabled!(target: "halo::access", tracing::Level::INFO);
-
-    let host_value = request_host(&req);
-    let raw_host = host_value
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let host = route::normalize_host(raw_host);
-    let Some(pool) = listener.router.route(&host, req.uri().path()).cloned() else {
-        let msg = format!("404 no route for host \"{host}\"\n");
-        let resp = generated(StatusCode::NOT_FOUND, msg);
-        let path = log.then(|| path_and_query(req.uri()));
-        log_generated(
-            &ctx,
-            log,
-            req.method(),
-            &host,
-            path.as_deref(),
-            started,
-            &resp,
-            None,
-            0,
-            "no route",
-        );
-        return Ok(resp);
-    };
-    drop(snap);
-    Ok(forward(req, host_value, ctx, pool, started, log).await)
-}
-
-fn path_and_query(uri: &Uri) -> String {
-    uri.path_and_query()
-        .map_or_else(String::new, ToString::to_string)
-}
-
-/// The Host header, or HTTP/2's :authority.
-fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    match req.headers().get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    }
-}
-
 /// Idempotent methods (RFC 9110 §9.2.2): safe to send twice.
 fn is_idempotent(m: &Method) -> bool {
     matches!(
@@ -272,17 +184,93 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-fn wants_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && connection_has(req.headers(), "upgrade")
+/// A routed request, ready for [`forward`]: whichever side it came from.
+pub(crate) struct Outgoing {
+    /// The head for the server (see [`h1::encode_request`]).
+    head: Vec<u8>,
+    method: Method,
+    /// The client's body, until a writer takes it.
+    body: Option<Counted>,
+    has_body: bool,
+    /// halo chunks the body (its length is unknown).
+    chunked: bool,
+    /// An HTTP/1.1 Upgrade request.
+    upgrade: bool,
+    /// An HTTP/1.1 client waiting for `100 Continue` before its body: told
+    /// once a server has the head.
+    send_continue: Option<Arc<TcpStream>>,
+    started: Instant,
+    /// Host and path for the access log, when it is on.
+    log: Option<(String, String)>,
 }
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
+/// What a request gets.
+pub(crate) enum Reply {
+    /// The server's head and its body (on a 101, the connection to tunnel).
+    Server(ResponseHead, UpstreamBody),
+    /// halo's own answer, already counted and logged.
+    Generated(Generated),
+}
+
+/// A short plain-text answer written by halo.
+pub(crate) struct Generated {
+    status: StatusCode,
+    msg: String,
+    /// The client's connection cannot carry another request after it.
+    close: bool,
+}
+
+impl Generated {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            msg: msg.into(),
+            close: false,
+        }
+    }
+}
+
+/// Routes a request on the listener's current table; `Err` is the 404,
+/// counted and logged.
+fn route(
+    ctx: &ConnCtx,
+    host: &str,
+    path: &str,
+    method: &Method,
+    started: Instant,
+) -> Result<(Arc<PoolRuntime>, bool), Generated> {
+    let snap = ctx.snapshot.load();
+    let Some(listener) = snap.listener(&ctx.listener) else {
+        return Err(Generated::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 listener removed\n",
+        ));
+    };
+    listener.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let log =
+        listener.access_log && tracing::enabled!(target: "halo::access", tracing::Level::INFO);
+    let host = route::normalize_host(host);
+    match listener.router.route(&host, path) {
+        Some(pool) => Ok((Arc::clone(pool), log)),
+        None => {
+            let reply = Generated::new(
+                StatusCode::NOT_FOUND,
+                format!("404 no route for host \"{host}\"\n"),
+            );
+            let logged = log.then(|| (host.into_owned(), path.to_owned()));
+            log_generated(
+                ctx,
+                &reply,
+                method,
+                logged.as_ref(),
+                started,
+                None,
+                0,
+                "no route",
+            );
+            Err(reply)
+        }
+    }
 }
 
 /// How one attempt on a server ended, when it did not produce a response.
@@ -298,55 +286,15 @@ enum Failure {
 }
 
 #[allow(clippy::too_many_lines)] // one retry loop reads best in one place
-async fn forward(
-    mut req: Request<Incoming>,
-    host: Option<HeaderValue>,
-    ctx: Arc<ConnCtx>,
-    pool: Arc<PoolRuntime>,
-    started: Instant,
-    log: bool,
-) -> Response<Body> {
+async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Reply {
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let upgrade = wants_upgrade(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (parts, incoming) = req.into_parts();
-    let method = parts.method.clone();
-    let path_for_log = log.then(|| path_and_query(&parts.uri));
-    let raw_host = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-
-    let has_body = !incoming.is_end_stream();
-    let framing = if !has_body {
-        RequestBody::None
-    } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
-        RequestBody::Raw
-    } else {
-        RequestBody::Chunked
-    };
-    // Written once; a retry sends the same bytes.
-    let head = h1::encode_request(
-        &parts,
-        &h1::Forwarded {
-            host: host.as_ref(),
-            client_ip: &ctx.client_ip,
-            proto: &ctx.proto,
-        },
-        upgrade,
-        framing,
-    );
-    let head_request = method == Method::HEAD;
-    drop(parts);
-
+    let head_request = out.method == Method::HEAD;
     let cfg = &pool.config;
     // Requests that may be sent twice: idempotent, and no body to replay.
-    let replayable = is_idempotent(&method) && !has_body && !upgrade;
-    let mut body = has_body.then(|| Counted {
-        inner: incoming,
-        bytes: 0,
-        counters: [Arc::clone(&ctx.counters), Arc::clone(&pool.counters)],
-    });
+    let replayable = is_idempotent(&out.method) && out.body.is_none() && !out.upgrade;
     // A pooled connection carries other clients' requests: never with a PROXY
     // header (it names one client), never for an upgrade (the socket leaves).
-    let poolable = cfg.send_proxy == SendProxy::Off && !upgrade;
+    let poolable = cfg.send_proxy == SendProxy::Off && !out.upgrade;
     let mut tried: Vec<usize> = Vec::new();
     let mut retries: u32 = 0;
     let mut last_failure = None;
@@ -398,52 +346,50 @@ async fn forward(
                 },
             };
 
-            if let Err(e) = h1::write_all(&conn.io, &mut [IoSlice::new(&head)]).await {
+            if let Err(e) = h1::write_all(&conn.io, &mut [IoSlice::new(&out.head)]).await {
                 // No request left: safe to send anywhere.
                 if reused {
                     continue; // a pooled connection that just closed
                 }
                 break (Failure::Connect(e.to_string()), cfg.retry_on.conn_failure);
             }
-            let writer = body.take().map(|b| {
-                let chunked = framing == RequestBody::Chunked;
-                Writer::spawn(Arc::clone(&conn.io), b, chunked, cfg.timeouts.client)
-            });
+            if let Some(client) = out.send_continue.take() {
+                // A client that cannot hear this will not send its body
+                // either; the body writer then reports it.
+                let _ = h1::write_all(&client, &mut [IoSlice::new(server::CONTINUE)]).await;
+            }
+            let writer = out
+                .body
+                .take()
+                .map(|b| Writer::spawn(Arc::clone(&conn.io), b, out.chunked, cfg.timeouts.client));
 
             let read = timeout(cfg.timeouts.server, h1::read_head(&mut conn, head_request)).await;
-            if !matches!(read, Ok(Ok(_))) && writer.as_ref().is_some_and(Writer::client_stalled) {
-                // The client stalled, not the server: no passive error.
-                break 'servers (
-                    StatusCode::REQUEST_TIMEOUT,
-                    "408 the request body did not arrive in time\n",
-                    "client timeout in body",
-                );
+            let client_failed = writer.as_ref().and_then(Writer::client_failed);
+            if !matches!(read, Ok(Ok(_)))
+                && let Some(stalled) = client_failed
+            {
+                // The client's fault, not the server's: no passive error.
+                break 'servers if stalled {
+                    (
+                        StatusCode::REQUEST_TIMEOUT,
+                        "408 the request body did not arrive in time\n",
+                        "client timeout in body",
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "400 the request body was cut short or malformed\n",
+                        "client body error",
+                    )
+                };
             }
             match read {
-                Ok(Ok(resp)) if resp.framing == Framing::Upgrade && client_upgrade.is_none() => {
+                Ok(Ok(resp)) if resp.framing == Framing::Upgrade && !out.upgrade => {
                     let e = "101 Switching Protocols to a request that asked for no upgrade";
                     break (Failure::Junk(e.into()), false);
                 }
                 Ok(Ok(resp)) => {
-                    return respond(
-                        resp,
-                        conn,
-                        writer,
-                        in_flight,
-                        &ctx,
-                        client_upgrade,
-                        retries,
-                        started,
-                        log.then(|| {
-                            (
-                                method,
-                                raw_host.to_owned(),
-                                path_for_log.unwrap_or_default(),
-                            )
-                        }),
-                        cfg.timeouts.server,
-                        cfg.timeouts.tunnel,
-                    );
+                    return respond(resp, conn, writer, in_flight, ctx, retries, out);
                 }
                 Ok(Err(HeadError::Closed(e))) => {
                     let allowed = replayable && cfg.retry_on.empty_response;
@@ -477,25 +423,21 @@ async fn forward(
     // Out of servers or retries, the failure may not be retried, or the
     // client stalled.
     pool.counters.errors.fetch_add(1, Ordering::Relaxed);
-    let mut resp = generated(status, msg);
-    if status == StatusCode::REQUEST_TIMEOUT {
-        // Its body is unread: the connection cannot carry another request.
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    let mut reply = Generated::new(status, msg);
+    // A request body halo did not send whole is unread: the connection
+    // cannot carry another request.
+    reply.close = out.has_body;
     log_generated(
-        &ctx,
-        log,
-        &method,
-        raw_host,
-        path_for_log.as_deref(),
-        started,
-        &resp,
+        ctx,
+        &reply,
+        &out.method,
+        out.log.as_ref(),
+        out.started,
         Some(&pool),
         retries,
         result,
     );
-    resp
+    Reply::Generated(reply)
 }
 
 fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
@@ -524,20 +466,18 @@ fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A server answered: counts it, judges it for passive health, and hands
+/// the body (or the upgraded connection) over with the connection and the
+/// in-flight slot, which the body frees when it ends.
 fn respond(
     resp: ResponseHead,
     conn: Conn,
     writer: Option<Writer>,
     in_flight: InFlight,
-    ctx: &Arc<ConnCtx>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ctx: &ConnCtx,
     retries: u32,
-    started: Instant,
-    log: Option<(Method, String, String)>,
-    server_timeout: Duration,
-    tunnel_timeout: Duration,
-) -> Response<Body> {
+    out: Outgoing,
+) -> Reply {
     let server = in_flight.server();
     let status = resp.status;
     // HAProxy `observe layer7`: 100-499, 501 and 505 are good answers.
@@ -554,167 +494,65 @@ fn respond(
     in_flight.pool().counters.response(status.as_u16());
     ctx.counters.response(status.as_u16());
 
-    let record = log.map(|(method, host, path)| {
+    let pool = in_flight.pool();
+    let record = out.log.map(|(host, path)| {
         Box::new(AccessRecord {
             listener: Arc::clone(&ctx.listener),
             client: ctx.client,
-            method,
+            method: out.method,
             host,
             path,
             status: status.as_u16(),
-            pool: in_flight.pool().config.name.clone(),
+            pool: pool.config.name.clone(),
             server: server.config.name.clone(),
             retries,
-            started,
-            head_ms: started.elapsed().as_millis(),
+            started: out.started,
+            head_ms: out.started.elapsed().as_millis(),
             result: "ok",
         })
     });
-
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = status;
-    // The version stays hyper's: it speaks the client's own version, and an
-    // HTTP/1.0 server must not end the client's keep-alive.
-    *response.headers_mut() = resp.headers;
-    if resp.framing == Framing::Upgrade
-        && let Some(client_upgrade) = client_upgrade
-    {
-        // The server switched protocols, as the client asked (`forward`
-        // turns an unasked 101 into a bad-server failure).
-        drop(writer);
-        let Conn { io, buf } = conn;
-        let Ok(io) = Arc::try_unwrap(io) else {
-            return generated(StatusCode::BAD_GATEWAY, "502 upgrade failed\n");
-        };
-        tokio::spawn(tunnel(
-            client_upgrade,
-            io,
-            buf.freeze(),
-            in_flight,
-            Arc::clone(&ctx.counters),
-            tunnel_timeout,
-            record,
-        ));
-        return response;
-    }
     let mut body = UpstreamBody {
         conn: Some(conn),
         decoder: Decoder::new(resp.framing),
         keep_alive: resp.keep_alive,
         writer,
-        in_flight,
         listener: Arc::clone(&ctx.counters),
-        idle: server_timeout,
+        idle: pool.config.timeouts.server,
+        in_flight,
         sleep: None,
         bytes: 0,
         log: record,
     };
-    if matches!(body.decoder, Decoder::Done) {
-        // No body (HEAD, 204, 304, length 0): the connection is free now, not
-        // whenever hyper drops the empty body.
+    if matches!(body.decoder, Decoder::Done) && resp.framing != Framing::Upgrade {
+        // No body (HEAD, 204, 304, length 0): the connection is free now.
         body.finish();
     }
-    *response.body_mut() = Body::Upstream(body);
-    response
+    Reply::Server(resp, body)
 }
 
-/// Joins an upgraded client connection to the server's connection (`early`:
-/// bytes the server sent right behind its 101).
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    server: TcpStream,
-    early: Bytes,
-    in_flight: InFlight,
-    listener: Arc<Counters>,
-    idle: Duration,
-    record: Option<Box<AccessRecord>>,
-) {
-    let client = match client.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(error = %e, "client upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let outcome = if early.is_empty() {
-        Ok(())
-    } else {
-        client.write_all(&early).await
-    };
-    let outcome = match outcome {
-        Ok(()) => {
-            let (cr, cw) = tokio::io::split(client);
-            let (sr, sw) = server.into_split();
-            crate::tcp::pump(cr, cw, sr, sw, idle)
-                .await
-                .map(|(up, down)| (up, down + early.len() as u64))
-        }
-        Err(error) => Err(crate::tcp::PumpError {
-            up: 0,
-            down: 0,
-            error,
-        }),
-    };
-    let (up, down) = match &outcome {
-        Ok(b) => *b,
-        Err(e) => (e.up, e.down),
-    };
-    for c in [
-        &in_flight.server().counters,
-        &in_flight.pool().counters,
-        &listener,
-    ] {
-        c.transfer(up, down);
-    }
-    if let Some(mut r) = record {
-        r.result = if outcome.is_ok() {
-            "tunnel closed"
-        } else {
-            "tunnel error"
-        };
-        r.write(down);
-    }
-}
-
-/// A response halo wrote itself: short plain text, never cached.
-fn generated(status: StatusCode, msg: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(Body::text(msg));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
+/// Counts and logs an answer halo wrote itself.
 #[allow(clippy::too_many_arguments)]
 fn log_generated(
     ctx: &ConnCtx,
-    log: bool,
+    reply: &Generated,
     method: &Method,
-    host: &str,
-    path: Option<&str>,
+    log: Option<&(String, String)>,
     started: Instant,
-    resp: &Response<Body>,
     pool: Option<&Arc<PoolRuntime>>,
     retries: u32,
     result: &'static str,
 ) {
-    let status = resp.status().as_u16();
+    let status = reply.status.as_u16();
     ctx.counters.response(status);
     ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
     if let Some(p) = pool {
         p.counters.response(status);
     }
-    if log {
+    if let Some((host, path)) = log {
         tracing::info!(
             target: "halo::access",
-            listener = %ctx.listener, client = %ctx.client, method = %method, host,
-            path = path.unwrap_or_default(), status,
-            pool = pool.map_or("", |p| p.config.name.as_str()),
+            listener = %ctx.listener, client = %ctx.client, method = %method, host, path,
+            status, pool = pool.map_or("", |p| p.config.name.as_str()),
             server = "", retries, ms = started.elapsed().as_millis(), bytes = 0u64,
             result, "http"
         );

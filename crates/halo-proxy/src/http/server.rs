@@ -1,0 +1,616 @@
+//! HTTP/1.1 from clients, served by halo (keep-alive and pipelining).
+//!
+//! Why not hyper's server: after halo's own client side, `bench/instructions.sh`
+//! put most of the remaining user-space work per request in hyper's server
+//! (request parse into a `HeaderMap`, a boxed timer per request, the response
+//! `HeaderMap` halo had to build for it and its re-encoding). Here the
+//! request head is parsed with httparse and the server's head is written
+//! straight from its bytes; the server's response head goes to the client as
+//! the bytes [`h1::read_head`] kept, plus framing and connection headers.
+//! It also lets halo answer malformed requests with a body (hyper writes only
+//! a status line) and bound writes to a client that stops reading
+//! (`timeouts.client`).
+//!
+//! Request framing follows RFC 9112 §6.3: Transfer-Encoding with chunked last
+//! is decoded (chunked wins over a Content-Length, and the connection closes
+//! after), other codings get 501, a bad or conflicting Content-Length gets
+//! 400. HTTP/2's preface on a new connection hands it to [`super::h2`].
+
+use std::io::{IoSlice, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Buf as _, BytesMut};
+use http::{Method, StatusCode};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use super::body::{
+    ClientBody, Counted, Decoder, H1Body, SIZE_LINE, UpstreamBody, Writer, size_line,
+};
+use super::h1::{self, Kind, RequestBody, ResponseHead};
+use super::{ConnCtx, Generated, MAX_HEAD, Outgoing, Reply, forward, h2, route};
+use crate::pool::PoolRuntime;
+use crate::stats::Counters;
+
+/// What a client that sent `Expect: 100-continue` waits for.
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Headers in one request head, at most (more: 431).
+const MAX_HEADERS: usize = 128;
+/// Room made before each read of a request head.
+const HEAD_READ: usize = 4 * 1024;
+
+/// What the client's request asks of its connection.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    http11: bool,
+    /// The client wants the connection kept open after the response.
+    keep_alive: bool,
+    head_request: bool,
+    /// The request has a body (which must be read whole before the next
+    /// request can be).
+    has_body: bool,
+}
+
+/// A parsed request head, owned: what is left once its bytes are consumed.
+enum Step {
+    /// More bytes needed.
+    Partial,
+    /// HTTP/2's preface.
+    H2,
+    /// halo answers itself (malformed, no route), then goes on or closes.
+    Answer(usize, Conn, Generated),
+    /// To a server.
+    Forward(Box<Prepared>),
+}
+
+struct Prepared {
+    len: usize,
+    conn: Conn,
+    pool: Arc<PoolRuntime>,
+    out: Outgoing,
+    /// Content-Length, or `None` for chunked; only when `conn.has_body`.
+    length: Option<u64>,
+    expect_continue: bool,
+}
+
+/// Serves one client connection (its first byte has arrived).
+pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
+    let mut io = Arc::new(stream);
+    let mut buf = BytesMut::new();
+    let mut first = true;
+    loop {
+        // The head, within `request_header` of when we started waiting for
+        // it (which also bounds an idle keep-alive connection).
+        let deadline = Instant::now() + ctx.request_header;
+        let step = loop {
+            let step = parse(&ctx, &buf, first);
+            if !matches!(step, Step::Partial) {
+                break step;
+            }
+            if buf.len() >= MAX_HEAD {
+                let g = client_error(
+                    &ctx,
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    format!("431 request head over {} KiB\n", MAX_HEAD / 1024),
+                    "request head too large",
+                );
+                write_generated(&ctx, &io, &g, false, true, true).await;
+                linger(&io).await;
+                return;
+            }
+            let fill = std::future::poll_fn(|cx| h1::poll_fill(&mut io, &mut buf, HEAD_READ, cx));
+            match timeout_at(deadline, fill).await {
+                Ok(Ok(1..)) => {}
+                Ok(Ok(0) | Err(_)) => {
+                    if !buf.is_empty() {
+                        Counters::add(&ctx.counters.errors, 1);
+                        tracing::info!(
+                            target: "halo::access", listener = %ctx.listener,
+                            client = %ctx.client, result = "client closed mid-request", "http"
+                        );
+                    }
+                    return;
+                }
+                Err(_) if buf.is_empty() => return, // idle keep-alive: just close
+                Err(_) => {
+                    let g = client_error(
+                        &ctx,
+                        StatusCode::REQUEST_TIMEOUT,
+                        "408 the request head did not arrive in time\n",
+                        "request head not received in time",
+                    );
+                    write_generated(&ctx, &io, &g, false, true, true).await;
+                    linger(&io).await;
+                    return;
+                }
+            }
+        };
+        first = false;
+
+        let (conn, reply) = match step {
+            Step::Partial => unreachable!("the loop above waits past Partial"),
+            Step::H2 => {
+                let Ok(stream) = Arc::try_unwrap(io) else {
+                    return;
+                };
+                h2::serve(ctx, stream, buf.freeze()).await;
+                return;
+            }
+            Step::Answer(len, conn, g) => {
+                buf.advance(len);
+                (conn, Reply::Generated(g))
+            }
+            Step::Forward(p) => {
+                let Prepared {
+                    len,
+                    conn,
+                    pool,
+                    mut out,
+                    length,
+                    expect_continue,
+                } = *p;
+                buf.advance(len);
+                if conn.has_body {
+                    let body = H1Body::new(Arc::clone(&io), std::mem::take(&mut buf), length);
+                    out.body = Some(Counted {
+                        inner: ClientBody::H1(body),
+                        bytes: 0,
+                        counters: [Arc::clone(&ctx.counters), Arc::clone(&pool.counters)],
+                    });
+                    out.send_continue = expect_continue.then(|| Arc::clone(&io));
+                }
+                (conn, forward(out, &ctx, pool).await)
+            }
+        };
+
+        match reply {
+            Reply::Generated(g) => {
+                // A body halo did not read leaves the connection unusable.
+                let close = !conn.keep_alive || g.close || conn.has_body;
+                let sent = write_generated(&ctx, &io, &g, conn.head_request, conn.http11, close);
+                if !sent.await {
+                    return;
+                }
+                if close {
+                    linger(&io).await;
+                    return;
+                }
+            }
+            Reply::Server(head, body) if head.framing == h1::Framing::Upgrade => {
+                tunnel(io, buf, head, body).await;
+                return;
+            }
+            Reply::Server(head, body) => {
+                let Some(writer) = write_response(&io, head, body, conn).await else {
+                    return;
+                };
+                // The request body was read whole: the connection's buffer
+                // (maybe holding the next request) comes back with it.
+                if let Some(writer) = writer {
+                    let Some(mut body) = writer.into_body().await else {
+                        return;
+                    };
+                    if let ClientBody::H1(b) = &mut body.inner {
+                        buf = std::mem::take(&mut b.buf);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Parses, checks and routes a request head at the start of `buf`.
+#[allow(clippy::too_many_lines)] // the head's rules, in the order RFC 9112 gives them
+fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
+    if first {
+        let n = buf.len().min(h2::PREFACE.len());
+        if buf[..n] == h2::PREFACE[..n] {
+            return if n == h2::PREFACE.len() {
+                Step::H2
+            } else {
+                Step::Partial
+            };
+        }
+    }
+    let started = Instant::now();
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let bad_conn = Conn {
+        http11: true,
+        keep_alive: false,
+        head_request: false,
+        has_body: false,
+    };
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Step::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            let g = client_error(
+                ctx,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("431 more than {MAX_HEADERS} request headers\n"),
+                "request head too large",
+            );
+            return Step::Answer(0, bad_conn, g);
+        }
+        Err(e) => {
+            let g = client_error(
+                ctx,
+                StatusCode::BAD_REQUEST,
+                format!("400 malformed request: {e}\n"),
+                "malformed request",
+            );
+            return Step::Answer(0, bad_conn, g);
+        }
+    };
+    let bad = |status: StatusCode, msg: &str| {
+        let g = client_error(ctx, status, format!("{} {msg}\n", status.as_u16()), msg);
+        Step::Answer(len, bad_conn, g)
+    };
+    let Ok(method) = Method::from_bytes(req.method.unwrap_or("").as_bytes()) else {
+        return bad(StatusCode::BAD_REQUEST, "invalid method");
+    };
+    if method == Method::CONNECT {
+        return bad(StatusCode::NOT_IMPLEMENTED, "CONNECT is not supported");
+    }
+    let http11 = req.version == Some(1);
+    let target = req.path.unwrap_or("/");
+    // Absolute-form (a request meant for a proxy): its authority is the
+    // host, and the server gets origin-form.
+    let (authority, target) = match absolute_form(target) {
+        Some((authority, path)) => (Some(authority), path),
+        None => (None, target),
+    };
+
+    let mut host: Option<&[u8]> = None;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut conn_upgrade = false;
+    let mut upgrade_header = false;
+    let mut expect_continue = false;
+    let mut chunked = false;
+    let mut length: Option<u64> = None;
+    for h in req.headers.iter() {
+        match h1::kind(h.name.as_bytes()) {
+            Kind::Host => {
+                if host.is_some() {
+                    return bad(StatusCode::BAD_REQUEST, "more than one Host header");
+                }
+                host = Some(h.value);
+            }
+            Kind::Expect => {
+                expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            Kind::Upgrade => upgrade_header = true,
+            Kind::Connection => {
+                close |= h1::has_token(h.value, b"close");
+                keep_alive |= h1::has_token(h.value, b"keep-alive");
+                conn_upgrade |= h1::has_token(h.value, b"upgrade");
+            }
+            Kind::ContentLength => {
+                let Some(n) = h1::parse_length(h.value) else {
+                    return bad(StatusCode::BAD_REQUEST, "invalid Content-Length");
+                };
+                if length.is_some_and(|l| l != n) {
+                    return bad(
+                        StatusCode::BAD_REQUEST,
+                        "conflicting Content-Length headers",
+                    );
+                }
+                length = Some(n);
+            }
+            Kind::TransferEncoding => {
+                if !h1::ends_chunked(h.value) {
+                    return bad(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "unsupported Transfer-Encoding (only chunked)",
+                    );
+                }
+                chunked = true;
+            }
+            Kind::HopByHop | Kind::Forwarded | Kind::Other => {}
+        }
+    }
+    let host = match authority {
+        Some(a) => a.as_bytes(),
+        None => match host {
+            Some(h) => h,
+            None if http11 => return bad(StatusCode::BAD_REQUEST, "missing Host header"),
+            None => b"",
+        },
+    };
+    let Ok(host_str) = std::str::from_utf8(host) else {
+        return bad(StatusCode::BAD_REQUEST, "invalid Host header");
+    };
+    let has_body = chunked || length.is_some_and(|n| n > 0);
+    let conn = Conn {
+        http11,
+        // Both framings (a smuggling attempt or a broken client): the body
+        // is read as chunked, and the connection is not trusted after it.
+        keep_alive: if http11 { !close } else { keep_alive } && !(chunked && length.is_some()),
+        head_request: method == Method::HEAD,
+        has_body,
+    };
+    let upgrade = http11 && upgrade_header && conn_upgrade && !has_body;
+    let path = target.split('?').next().unwrap_or("");
+    let (pool, log) = match route(ctx, host_str, path, &method, started) {
+        Ok(routed) => routed,
+        Err(g) => return Step::Answer(len, conn, g),
+    };
+    let framing = if chunked {
+        RequestBody::Chunked
+    } else if has_body {
+        RequestBody::Raw
+    } else {
+        RequestBody::None
+    };
+    let head = h1::encode_request(
+        method.as_str().as_bytes(),
+        target.as_bytes(),
+        || req.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+        &h1::Forwarded {
+            host: (!host.is_empty()).then_some(host),
+            replace_host: authority.is_some(),
+            client_ip: &ctx.client_ip,
+            proto: b"http",
+        },
+        upgrade,
+        framing,
+    );
+    let log = log.then(|| (host_str.to_owned(), target.to_owned()));
+    Step::Forward(Box::new(Prepared {
+        len,
+        conn,
+        pool,
+        out: Outgoing {
+            head,
+            method,
+            body: None,
+            has_body,
+            chunked,
+            upgrade,
+            send_continue: None,
+            started,
+            log,
+        },
+        length: if chunked { None } else { length },
+        expect_continue,
+    }))
+}
+
+/// `http://host[:port]/path` → (`host[:port]`, `/path`).
+fn absolute_form(target: &str) -> Option<(&str, &str)> {
+    let scheme = target.find("://")?;
+    if !target[..scheme].eq_ignore_ascii_case("http")
+        && !target[..scheme].eq_ignore_ascii_case("https")
+    {
+        return None;
+    }
+    let rest = &target[scheme + 3..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let path = match &rest[end..] {
+        "" => "/",
+        p => p,
+    };
+    Some((&rest[..end], path))
+}
+
+/// A request halo refuses before routing: counted and logged here.
+fn client_error(
+    ctx: &ConnCtx,
+    status: StatusCode,
+    msg: impl Into<String>,
+    what: &str,
+) -> Generated {
+    Counters::add(&ctx.counters.errors, 1);
+    ctx.counters.response(status.as_u16());
+    tracing::info!(
+        target: "halo::access",
+        listener = %ctx.listener, client = %ctx.client, status = status.as_u16(),
+        result = what, "http"
+    );
+    let mut g = Generated::new(status, msg);
+    g.close = true;
+    g
+}
+
+/// Writes halo's own answer; `false` when the client could not take it.
+async fn write_generated(
+    ctx: &ConnCtx,
+    io: &TcpStream,
+    g: &Generated,
+    head_request: bool,
+    http11: bool,
+    close: bool,
+) -> bool {
+    let mut out = Vec::with_capacity(192 + g.msg.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         cache-control: no-store\r\ncontent-length: {}\r\n",
+        g.status.as_u16(),
+        g.status.canonical_reason().unwrap_or(""),
+        g.msg.len()
+    );
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if !http11 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(g.msg.as_bytes());
+    }
+    let mut bufs = [IoSlice::new(&out)];
+    let write = h1::write_all(io, &mut bufs);
+    matches!(timeout(ctx.client_timeout, write).await, Ok(Ok(())))
+}
+
+/// Closes after an answer that left client bytes unread: our side is shut
+/// first and what the client still sends is read and dropped for a moment
+/// (nginx's lingering close), because closing a socket with unread input
+/// sends a reset, which can destroy the answer before the client reads it.
+async fn linger(io: &TcpStream) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const MAX_DRAIN: usize = 1 << 20;
+    let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut scratch = [0u8; 4096];
+    while drained < MAX_DRAIN {
+        if !matches!(timeout_at(deadline, io.readable()).await, Ok(Ok(()))) {
+            return;
+        }
+        match io.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Streams a server's response to the client. `None`: the connection is
+/// done (the client asked, the framing needs a close, the body failed, or
+/// the client stopped reading); otherwise the request-body writer, if any.
+async fn write_response(
+    io: &TcpStream,
+    resp: ResponseHead,
+    mut body: UpstreamBody,
+    conn: Conn,
+) -> Option<Option<Writer>> {
+    let client_timeout = body.in_flight.pool().config.timeouts.client;
+    // A body without a length: chunked for an HTTP/1.1 client; an HTTP/1.0
+    // client reads it to the close.
+    let open_ended = matches!(body.decoder, Decoder::Chunked(_) | Decoder::Close);
+    let chunk = open_ended && conn.http11;
+    let keep = conn.keep_alive && (conn.http11 || !open_ended);
+    let mut head = resp.head;
+    if chunk {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !keep {
+        head.extend_from_slice(b"connection: close\r\n");
+    } else if !conn.http11 {
+        head.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+
+    let mut head = Some(head);
+    loop {
+        // The first frame rides with the head when it is already here (a
+        // small response: one write for all of it).
+        let polled = if head.is_some() {
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await
+        } else {
+            Poll::Ready(std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await)
+        };
+        let first = head.take();
+        let first = first.as_deref().unwrap_or_default();
+        let mut line = [0u8; SIZE_LINE];
+        let (data, end) = match &polled {
+            Poll::Pending => (&[][..], false),
+            Poll::Ready(Some(Ok(frame))) => (frame.data_ref().map_or(&[][..], |d| &d[..]), false),
+            Poll::Ready(None) => (&[][..], true),
+            // The server failed mid-body (logged by the body): the client
+            // sees its response cut short.
+            Poll::Ready(Some(Err(_))) => return None,
+        };
+        let mut bufs = [
+            IoSlice::new(first),
+            IoSlice::new(if chunk && !data.is_empty() {
+                size_line(data.len(), &mut line)
+            } else {
+                &[]
+            }),
+            IoSlice::new(data),
+            IoSlice::new(match (chunk, end, data.is_empty()) {
+                (true, true, _) => b"0\r\n\r\n",
+                (true, false, false) => b"\r\n",
+                _ => b"",
+            }),
+        ];
+        if bufs.iter().any(|b| !b.is_empty()) {
+            match timeout(client_timeout, h1::write_all(io, &mut bufs)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    body.set_result("client aborted");
+                    return None;
+                }
+                Err(_) => {
+                    body.set_result("client timeout");
+                    return None;
+                }
+            }
+        }
+        if end {
+            break;
+        }
+    }
+    let writer = body.writer.take();
+    drop(body);
+    keep.then_some(writer)
+}
+
+/// After a 101: the client's connection and the server's carry the new
+/// protocol, bytes either side sent early first.
+async fn tunnel(
+    io: Arc<TcpStream>,
+    early_up: BytesMut,
+    resp: ResponseHead,
+    mut body: UpstreamBody,
+) {
+    let Some(conn) = body.conn.take() else {
+        return;
+    };
+    let (Ok(client), Ok(server)) = (Arc::try_unwrap(io), Arc::try_unwrap(conn.io)) else {
+        body.set_result("tunnel error");
+        return;
+    };
+    let early_down = conn.buf;
+    let mut head = resp.head;
+    head.extend_from_slice(b"\r\n");
+    let idle = body.in_flight.pool().config.timeouts.tunnel;
+    let started = async {
+        h1::write_all(
+            &client,
+            &mut [IoSlice::new(&head), IoSlice::new(&early_down)],
+        )
+        .await?;
+        if !early_up.is_empty() {
+            h1::write_all(&server, &mut [IoSlice::new(&early_up)]).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let outcome = match started.await {
+        Ok(()) => {
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            crate::tcp::pump(cr, cw, sr, sw, idle).await
+        }
+        Err(error) => Err(crate::tcp::PumpError {
+            up: 0,
+            down: 0,
+            error,
+        }),
+    };
+    let ok = outcome.is_ok();
+    let (up, down) = match outcome {
+        Ok(b) => b,
+        Err(e) => (e.up, e.down),
+    };
+    let up = up + early_up.len() as u64;
+    for c in [
+        &body.in_flight.server().counters,
+        &body.in_flight.pool().counters,
+        &body.listener,
+    ] {
+        Counters::add(&c.bytes_in, up);
+    }
+    // The body's drop counts these out and writes the log line.
+    body.bytes = down + early_down.len() as u64;
+    body.set_result(if ok { "tunnel closed" } else { "tunnel error" });
+}
