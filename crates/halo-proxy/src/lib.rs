@@ -16,6 +16,7 @@ pub mod balance;
 mod http;
 pub mod pool;
 pub mod proxy_protocol;
+mod resolve;
 pub mod stats;
 mod tcp;
 
@@ -87,7 +88,15 @@ pub(crate) struct ListenerRuntime {
 }
 
 impl Snapshot {
-    fn build(config: &Config, registry: &Registry, stats: &Stats, seed: u64) -> Self {
+    /// `resolve_now`: servers given by name and not seen before are resolved
+    /// at once (start-up); otherwise on first use (a reload does not block).
+    fn build(
+        config: &Config,
+        registry: &Registry,
+        stats: &Stats,
+        seed: u64,
+        resolve_now: bool,
+    ) -> Self {
         let pools: HashMap<String, Arc<PoolRuntime>> = config
             .pools
             .iter()
@@ -95,7 +104,13 @@ impl Snapshot {
             .map(|(i, p)| {
                 (
                     p.name.clone(),
-                    Arc::new(PoolRuntime::new(p, registry, stats, seed ^ (i as u64))),
+                    Arc::new(PoolRuntime::new(
+                        p,
+                        registry,
+                        stats,
+                        seed ^ (i as u64),
+                        resolve_now,
+                    )),
                 )
             })
             .collect();
@@ -266,7 +281,7 @@ impl Proxy {
     ) -> Result<Self, ProxyError> {
         let stats = Arc::new(Stats::default());
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
-            config, registry, &stats, seed,
+            config, registry, &stats, seed, true,
         )));
         let mut proxy = Self {
             snapshot,
@@ -379,6 +394,7 @@ impl Proxy {
             registry,
             &self.stats,
             self.seed,
+            false,
         )));
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use halo_config::{Pool, Server};
+use halo_config::{Pool, Server, ServerAddress};
 use halo_health::{Registry, ServerHealth, ServerKey};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -34,6 +34,8 @@ pub struct ServerRuntime {
     pub counters: Arc<Counters>,
     /// Idle keep-alive connections (HTTP mode).
     pub(crate) idle: crate::http::upstream::IdlePool,
+    /// What its name resolves to, for a server given by name.
+    pub(crate) resolver: Option<Arc<crate::resolve::Resolver>>,
     id_hash: u64,
 }
 
@@ -85,13 +87,20 @@ pub struct PoolRuntime {
 impl PoolRuntime {
     /// Builds the runtime of `config`, taking each server's health from
     /// `registry` (which must have applied the same config) and its counters
-    /// from `stats`.
+    /// and name resolvers from `stats` (`resolve_now`: resolve a name not
+    /// seen before at once, blocking; for start-up).
     ///
     /// # Panics
     /// If `registry` lacks one of the pool's servers: the caller applies the
     /// config to the registry first, so that is a bug.
     #[must_use]
-    pub fn new(config: &Pool, registry: &Registry, stats: &Stats, seed: u64) -> Self {
+    pub fn new(
+        config: &Pool,
+        registry: &Registry,
+        stats: &Stats,
+        seed: u64,
+        resolve_now: bool,
+    ) -> Self {
         let servers = config
             .servers
             .iter()
@@ -107,6 +116,12 @@ impl PoolRuntime {
                     health,
                     counters: stats.server(&config.name, &s.name),
                     idle: crate::http::upstream::IdlePool::default(),
+                    resolver: match &s.address {
+                        ServerAddress::Name { host, port } => {
+                            Some(stats.resolver(host, *port, resolve_now))
+                        }
+                        ServerAddress::Socket(_) => None,
+                    },
                     id_hash: h.finish(),
                 }
             })

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::resolve::Resolver;
+
 /// Counters of one listener, pool or server.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -105,10 +107,13 @@ impl Drop for Active {
     }
 }
 
-/// Every counter set by name: `listener`, `pool`, and `pool/server`.
+/// Every counter set by name: `listener`, `pool`, and `pool/server`; and
+/// what servers given by name resolved to. All of it outlives a snapshot, so
+/// a reload keeps it.
 #[derive(Debug, Default)]
 pub struct Stats {
     inner: Mutex<StatsMaps>,
+    resolvers: Mutex<HashMap<(String, u16), Arc<Resolver>>>,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +141,23 @@ impl Stats {
                 .entry((pool.to_owned(), server.to_owned()))
                 .or_default(),
         )
+    }
+
+    /// The resolver of `host:port`, made (and resolved at once, blocking,
+    /// when `now`) on first use.
+    pub(crate) fn resolver(&self, host: &str, port: u16, now: bool) -> Arc<Resolver> {
+        let mut m = self
+            .resolvers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let r = m.entry((host.to_owned(), port)).or_insert_with(|| {
+            let r = Resolver::new(host, port);
+            if now {
+                r.resolve_blocking();
+            }
+            Arc::new(r)
+        });
+        Arc::clone(r)
     }
 
     /// Copies of every listener's counters, sorted by name.

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use halo_config::{SendProxy, ServerAddress};
+
+use crate::pool::ServerRuntime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -60,7 +62,7 @@ pub(crate) async fn handle(
             Err(NoServer::QueueTimeout) => break "queue timeout",
         };
         let server = in_flight.server();
-        let error = match timeout(timeouts.connect, connect(&server.config.address)).await {
+        let error = match timeout(timeouts.connect, connect(server)).await {
             Ok(Ok(mut upstream)) => {
                 server.health.report_success();
                 server.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -117,11 +119,14 @@ pub(crate) async fn handle(
     }
 }
 
-pub(crate) async fn connect(address: &ServerAddress) -> std::io::Result<TcpStream> {
-    let stream = match address {
-        ServerAddress::Socket(a) => TcpStream::connect(a).await?,
-        // Resolved on every connect, so a server whose address changes is followed.
-        ServerAddress::Name { host, port } => TcpStream::connect((host.as_str(), *port)).await?,
+pub(crate) async fn connect(server: &ServerRuntime) -> std::io::Result<TcpStream> {
+    let stream = match (&server.config.address, &server.resolver) {
+        // Each resolved address in turn, in getaddrinfo's order.
+        (_, Some(r)) => TcpStream::connect(&r.addrs().await?[..]).await?,
+        (ServerAddress::Socket(a), None) => TcpStream::connect(a).await?,
+        (ServerAddress::Name { host, .. }, None) => {
+            TcpStream::connect((host.as_str(), server.config.address.port())).await?
+        }
     };
     stream.set_nodelay(true)?;
     Ok(stream)

@@ -1535,3 +1535,19 @@ async fn a_broken_request_body_gets_400_and_the_server_is_not_blamed() {
         .unwrap();
     assert!(health.is_up());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_given_by_name_is_resolved_and_reached() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&format!(
+        "{}[[pool]]\nname = \"p\"\n[[pool.server]]\nname = \"a\"\naddress = \"localhost:{}\"\n",
+        http_listener("default_pool = \"p\""),
+        a.port()
+    ))
+    .await;
+    let mut c = Client::connect(run.addr()).await;
+    for _ in 0..3 {
+        let (status, body) = c.get("x", "/").await;
+        assert_eq!((status, who(&body)), (StatusCode::OK, "a"));
+    }
+}

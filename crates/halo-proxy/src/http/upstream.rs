@@ -95,7 +95,7 @@ pub(crate) async fn connect(
     client: SocketAddr,
     local: SocketAddr,
 ) -> std::io::Result<Conn> {
-    let mut stream = crate::tcp::connect(&server.config.address).await?;
+    let mut stream = crate::tcp::connect(server).await?;
     if send_proxy != SendProxy::Off {
         let header = crate::proxy_protocol::header(send_proxy, client, local);
         stream.write_all(&header).await?;
