@@ -34,8 +34,8 @@ pub struct ServerRuntime {
     pub counters: Arc<Counters>,
     /// Idle keep-alive connections (HTTP mode).
     pub(crate) idle: crate::http::upstream::IdlePool,
-    /// What its name resolves to, for a server given by name.
-    pub(crate) resolver: Option<Arc<crate::resolve::Resolver>>,
+    /// Where connections go.
+    pub(crate) target: Target,
     id_hash: u64,
 }
 
@@ -49,6 +49,14 @@ impl ServerRuntime {
     fn has_room(&self) -> bool {
         self.config.max_conns == 0 || self.in_flight() < self.config.max_conns
     }
+}
+
+/// Where a server's connections go.
+#[derive(Debug)]
+pub(crate) enum Target {
+    Socket(std::net::SocketAddr),
+    /// A name, and what it resolves to.
+    Name(Arc<crate::resolve::Resolver>),
 }
 
 /// What [`PoolRuntime::select`] found.
@@ -116,11 +124,11 @@ impl PoolRuntime {
                     health,
                     counters: stats.server(&config.name, &s.name),
                     idle: crate::http::upstream::IdlePool::default(),
-                    resolver: match &s.address {
+                    target: match &s.address {
+                        ServerAddress::Socket(a) => Target::Socket(*a),
                         ServerAddress::Name { host, port } => {
-                            Some(stats.resolver(host, *port, resolve_now))
+                            Target::Name(stats.resolver(host, *port, resolve_now))
                         }
-                        ServerAddress::Socket(_) => None,
                     },
                     id_hash: h.finish(),
                 }

@@ -146,18 +146,25 @@ impl Stats {
     /// The resolver of `host:port`, made (and resolved at once, blocking,
     /// when `now`) on first use.
     pub(crate) fn resolver(&self, host: &str, port: u16, now: bool) -> Arc<Resolver> {
-        let mut m = self
-            .resolvers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let r = m.entry((host.to_owned(), port)).or_insert_with(|| {
-            let r = Resolver::new(host, port);
-            if now {
-                r.resolve_blocking();
+        let (r, new) = {
+            let mut m = self
+                .resolvers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match m.get(&(host.to_owned(), port)) {
+                Some(r) => (Arc::clone(r), false),
+                None => {
+                    let r = Arc::new(Resolver::new(host, port));
+                    m.insert((host.to_owned(), port), Arc::clone(&r));
+                    (r, true)
+                }
             }
-            Arc::new(r)
-        });
-        Arc::clone(r)
+        };
+        // Outside the lock: a slow lookup holds nobody else up.
+        if new && now {
+            r.resolve_blocking();
+        }
+        r
     }
 
     /// Copies of every listener's counters, sorted by name.

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use halo_config::{SendProxy, ServerAddress};
+use halo_config::SendProxy;
 
-use crate::pool::ServerRuntime;
+use crate::pool::{ServerRuntime, Target};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -120,13 +120,10 @@ pub(crate) async fn handle(
 }
 
 pub(crate) async fn connect(server: &ServerRuntime) -> std::io::Result<TcpStream> {
-    let stream = match (&server.config.address, &server.resolver) {
+    let stream = match &server.target {
+        Target::Socket(a) => TcpStream::connect(a).await?,
         // Each resolved address in turn, in getaddrinfo's order.
-        (_, Some(r)) => TcpStream::connect(&r.addrs().await?[..]).await?,
-        (ServerAddress::Socket(a), None) => TcpStream::connect(a).await?,
-        (ServerAddress::Name { host, .. }, None) => {
-            TcpStream::connect((host.as_str(), server.config.address.port())).await?
-        }
+        Target::Name(r) => TcpStream::connect(&r.addrs().await?[..]).await?,
     };
     stream.set_nodelay(true)?;
     Ok(stream)

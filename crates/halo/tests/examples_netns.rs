@@ -122,7 +122,10 @@ impl Net {
     fn server(&mut self, name: &str, addr: &str, port: u16) {
         let root = self.dir.join(format!("{name}-{port}"));
         std::fs::create_dir_all(&root).unwrap();
-        for page in ["index.html", "healthz", "api-health"] {
+        // Also the examples' check paths: /healthz, grafana's /api/health,
+        // kibana's /api/status.
+        std::fs::create_dir_all(root.join("api")).unwrap();
+        for page in ["index.html", "healthz", "api/health", "api/status"] {
             std::fs::write(root.join(page), format!("{name}\n")).unwrap();
         }
         let child = Command::new("ip")
@@ -133,20 +136,36 @@ impl Net {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.children.push((format!("{name}:{port}"), child));
+        self.children
+            .push((format!("{name}:{port}@{addr}:{port}"), child));
     }
 
+    /// Stops the server `name:port`.
     fn kill(&mut self, key: &str) {
         for (k, child) in &mut self.children {
-            if k == key {
+            if k.split('@').next() == Some(key) {
                 let _ = child.kill();
                 let _ = child.wait();
             }
         }
     }
 
-    /// `halo run` on `config` in the load balancer's namespace.
+    /// `halo run` on `config` in the load balancer's namespace, once every
+    /// server started so far answers (so health starts from a settled
+    /// state and the assertions see steady-state balancing).
     fn halo(&mut self, config: &str) {
+        let servers: Vec<String> = self.children.iter().map(|(k, _)| k.clone()).collect();
+        for key in servers {
+            let url = format!("http://{}/", key.rsplit_once('@').map_or("", |(_, a)| a));
+            self.wait(&format!("server {key}"), || {
+                let ok = Command::new("ip")
+                    .args(["netns", "exec", &self.srv, "curl", "-s", "-o", "/dev/null"])
+                    .args(["-m", "1", &url])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                ok.then_some(())
+            });
+        }
         let file = self.dir.join("halo.toml");
         std::fs::write(&file, config).unwrap();
         let child = Command::new("ip")
@@ -247,14 +266,6 @@ fn virtual_hosts_example_two_hosts_on_one_port_reach_two_pools() {
     for (name, addr, port) in servers {
         net.server(name, addr, port);
     }
-    // The checks' paths: grafana's /api/health and kibana's /api/status.
-    for (name, _, port) in &servers[..3] {
-        let root = net.dir.join(format!("{name}-{port}"));
-        std::fs::create_dir_all(root.join("api")).unwrap();
-        for page in ["api/health", "api/status"] {
-            std::fs::write(root.join(page), "ok\n").unwrap();
-        }
-    }
     net.halo(&example("virtual-hosts.toml"));
 
     let url = "http://192.0.2.136:30800/";
@@ -318,11 +329,12 @@ fn two_datacenters_example_local_cluster_then_backups() {
         // balance source: this client keeps its router.
         assert_eq!(net.curl(url, None).as_deref(), Some(first.as_str()));
     }
-    // main81 (http, round-robin over both clusters) answers too.
-    let other = net.wait("an answer through main81", || {
+    // main81 (http, round-robin over both clusters) answers too, once its
+    // HTTP checks have passed twice (a 503 until then).
+    net.wait("a server's answer through main81", || {
         net.curl("http://192.0.2.18:81/", None)
+            .filter(|b| b.starts_with("clus"))
     });
-    assert!(other.starts_with("clus"), "{other}");
 
     // The local cluster dies: only the backups answer, once checks see it.
     for i in 0..3 {

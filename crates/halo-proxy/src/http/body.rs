@@ -232,12 +232,17 @@ pub(crate) struct Writer {
 /// A chunk-size line at most: 16 hex digits and CRLF.
 pub(crate) const SIZE_LINE: usize = 16 + 2;
 
-/// `"{len:x}\r\n"` on the stack: no allocation per chunk.
-pub(crate) fn size_line(len: usize, line: &mut [u8; SIZE_LINE]) -> &[u8] {
+/// The last chunk and an empty trailer section.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// One chunk of `data` (not empty) as its three pieces: the size line
+/// (formatted on the stack into `line`: no allocation per chunk), the data,
+/// CRLF.
+pub(crate) fn chunk<'a>(data: &'a [u8], line: &'a mut [u8; SIZE_LINE]) -> [&'a [u8]; 3] {
     let mut rest = &mut line[..];
-    let _ = write!(rest, "{len:x}\r\n");
+    let _ = write!(rest, "{:x}\r\n", data.len());
     let used = SIZE_LINE - rest.len();
-    &line[..used]
+    [&line[..used], data, b"\r\n"]
 }
 
 /// The body is still being written.
@@ -276,7 +281,7 @@ impl Writer {
                     }
                     Ok(None) => {
                         let last = if chunked {
-                            h1::write_all(&io, &mut [IoSlice::new(b"0\r\n\r\n")]).await
+                            h1::write_all(&io, &mut [IoSlice::new(LAST_CHUNK)]).await
                         } else {
                             Ok(())
                         };
@@ -297,11 +302,7 @@ impl Writer {
                 }
                 let written = if chunked {
                     let mut line = [0u8; SIZE_LINE];
-                    let mut bufs = [
-                        IoSlice::new(size_line(data.len(), &mut line)),
-                        IoSlice::new(&data),
-                        IoSlice::new(b"\r\n"),
-                    ];
+                    let mut bufs = chunk(&data, &mut line).map(IoSlice::new);
                     h1::write_all(&io, &mut bufs).await
                 } else {
                     h1::write_all(&io, &mut [IoSlice::new(&data)]).await

@@ -103,7 +103,6 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
             bytes: 0,
             counters: [Arc::clone(&ctx.counters), Arc::clone(&pool.counters)],
         }),
-        has_body,
         chunked: framing == RequestBody::Chunked,
         upgrade: false,
         send_continue: None,

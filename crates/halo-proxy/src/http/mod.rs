@@ -191,7 +191,6 @@ pub(crate) struct Outgoing {
     method: Method,
     /// The client's body, until a writer takes it.
     body: Option<Counted>,
-    has_body: bool,
     /// halo chunks the body (its length is unknown).
     chunked: bool,
     /// An HTTP/1.1 Upgrade request.
@@ -212,12 +211,12 @@ pub(crate) enum Reply {
     Generated(Generated),
 }
 
-/// A short plain-text answer written by halo.
+/// A short plain-text answer written by halo. (Whether the connection
+/// goes on after it is the HTTP/1.1 side's to say: it knows whether the
+/// request's body was read.)
 pub(crate) struct Generated {
     status: StatusCode,
     msg: String,
-    /// The client's connection cannot carry another request after it.
-    close: bool,
 }
 
 impl Generated {
@@ -225,7 +224,6 @@ impl Generated {
         Self {
             status,
             msg: msg.into(),
-            close: false,
         }
     }
 }
@@ -423,10 +421,7 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
     // Out of servers or retries, the failure may not be retried, or the
     // client stalled.
     pool.counters.errors.fetch_add(1, Ordering::Relaxed);
-    let mut reply = Generated::new(status, msg);
-    // A request body halo did not send whole is unread: the connection
-    // cannot carry another request.
-    reply.close = out.has_body;
+    let reply = Generated::new(status, msg);
     log_generated(
         ctx,
         &reply,

@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::body::{
-    ClientBody, Counted, Decoder, H1Body, SIZE_LINE, UpstreamBody, Writer, size_line,
+    self, ClientBody, Counted, Decoder, H1Body, LAST_CHUNK, SIZE_LINE, UpstreamBody, Writer,
 };
 use super::h1::{self, Kind, RequestBody, ResponseHead};
 use super::{ConnCtx, Generated, MAX_HEAD, Outgoing, Reply, forward, h2, route};
@@ -56,11 +56,10 @@ struct Conn {
 
 /// A parsed request head, owned: what is left once its bytes are consumed.
 enum Step {
-    /// More bytes needed.
-    Partial,
     /// HTTP/2's preface.
     H2,
-    /// halo answers itself (malformed, no route), then goes on or closes.
+    /// halo answers itself (malformed, no route), then goes on or closes;
+    /// the head's length (0: the connection closes anyway).
     Answer(usize, Conn, Generated),
     /// To a server.
     Forward(Box<Prepared>),
@@ -76,6 +75,15 @@ struct Prepared {
     expect_continue: bool,
 }
 
+/// What a request halo refuses before reading it whole leaves: nothing to
+/// go on with.
+const REFUSED: Conn = Conn {
+    http11: true,
+    keep_alive: false,
+    head_request: false,
+    has_body: false,
+};
+
 /// Serves one client connection (its first byte has arrived).
 pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
     let mut io = Arc::new(stream);
@@ -86,8 +94,7 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
         // it (which also bounds an idle keep-alive connection).
         let deadline = Instant::now() + ctx.request_header;
         let step = loop {
-            let step = parse(&ctx, &buf, first);
-            if !matches!(step, Step::Partial) {
+            if let Some(step) = parse(&ctx, &buf, first) {
                 break step;
             }
             if buf.len() >= MAX_HEAD {
@@ -97,9 +104,7 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
                     format!("431 request head over {} KiB\n", MAX_HEAD / 1024),
                     "request head too large",
                 );
-                write_generated(&ctx, &io, &g, false, true, true).await;
-                linger(&io).await;
-                return;
+                break Step::Answer(0, REFUSED, g);
             }
             let fill = std::future::poll_fn(|cx| h1::poll_fill(&mut io, &mut buf, HEAD_READ, cx));
             match timeout_at(deadline, fill).await {
@@ -122,16 +127,13 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
                         "408 the request head did not arrive in time\n",
                         "request head not received in time",
                     );
-                    write_generated(&ctx, &io, &g, false, true, true).await;
-                    linger(&io).await;
-                    return;
+                    break Step::Answer(0, REFUSED, g);
                 }
             }
         };
         first = false;
 
         let (conn, reply) = match step {
-            Step::Partial => unreachable!("the loop above waits past Partial"),
             Step::H2 => {
                 let Ok(stream) = Arc::try_unwrap(io) else {
                     return;
@@ -168,8 +170,9 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
 
         match reply {
             Reply::Generated(g) => {
-                // A body halo did not read leaves the connection unusable.
-                let close = !conn.keep_alive || g.close || conn.has_body;
+                // A body halo did not read whole leaves the connection
+                // unusable.
+                let close = !conn.keep_alive || conn.has_body;
                 let sent = write_generated(&ctx, &io, &g, conn.head_request, conn.http11, close);
                 if !sent.await {
                     return;
@@ -202,31 +205,21 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
     }
 }
 
-/// Parses, checks and routes a request head at the start of `buf`.
+/// Parses, checks and routes a request head at the start of `buf`; `None`
+/// until the head is whole.
 #[allow(clippy::too_many_lines)] // the head's rules, in the order RFC 9112 gives them
-fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
+fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Option<Step> {
     if first {
         let n = buf.len().min(h2::PREFACE.len());
         if buf[..n] == h2::PREFACE[..n] {
-            return if n == h2::PREFACE.len() {
-                Step::H2
-            } else {
-                Step::Partial
-            };
+            return (n == h2::PREFACE.len()).then_some(Step::H2);
         }
     }
-    let started = Instant::now();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let bad_conn = Conn {
-        http11: true,
-        keep_alive: false,
-        head_request: false,
-        has_body: false,
-    };
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Step::Partial,
+        Ok(httparse::Status::Partial) => return None,
         Err(httparse::Error::TooManyHeaders) => {
             let g = client_error(
                 ctx,
@@ -234,7 +227,7 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
                 format!("431 more than {MAX_HEADERS} request headers\n"),
                 "request head too large",
             );
-            return Step::Answer(0, bad_conn, g);
+            return Some(Step::Answer(0, REFUSED, g));
         }
         Err(e) => {
             let g = client_error(
@@ -243,12 +236,13 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
                 format!("400 malformed request: {e}\n"),
                 "malformed request",
             );
-            return Step::Answer(0, bad_conn, g);
+            return Some(Step::Answer(0, REFUSED, g));
         }
     };
+    let started = Instant::now();
     let bad = |status: StatusCode, msg: &str| {
         let g = client_error(ctx, status, format!("{} {msg}\n", status.as_u16()), msg);
-        Step::Answer(len, bad_conn, g)
+        Some(Step::Answer(len, REFUSED, g))
     };
     let Ok(method) = Method::from_bytes(req.method.unwrap_or("").as_bytes()) else {
         return bad(StatusCode::BAD_REQUEST, "invalid method");
@@ -326,11 +320,12 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
         return bad(StatusCode::BAD_REQUEST, "invalid Host header");
     };
     let has_body = chunked || length.is_some_and(|n| n > 0);
+    // Both framings (a smuggling attempt or a broken client): the body is
+    // read as chunked, and the connection is not trusted after it.
+    let both_framings = chunked && length.is_some();
     let conn = Conn {
         http11,
-        // Both framings (a smuggling attempt or a broken client): the body
-        // is read as chunked, and the connection is not trusted after it.
-        keep_alive: if http11 { !close } else { keep_alive } && !(chunked && length.is_some()),
+        keep_alive: (if http11 { !close } else { keep_alive }) && !both_framings,
         head_request: method == Method::HEAD,
         has_body,
     };
@@ -338,7 +333,7 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
     let path = target.split('?').next().unwrap_or("");
     let (pool, log) = match route(ctx, host_str, path, &method, started) {
         Ok(routed) => routed,
-        Err(g) => return Step::Answer(len, conn, g),
+        Err(g) => return Some(Step::Answer(len, conn, g)),
     };
     let framing = if chunked {
         RequestBody::Chunked
@@ -361,7 +356,7 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
         framing,
     );
     let log = log.then(|| (host_str.to_owned(), target.to_owned()));
-    Step::Forward(Box::new(Prepared {
+    Some(Step::Forward(Box::new(Prepared {
         len,
         conn,
         pool,
@@ -369,7 +364,6 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
             head,
             method,
             body: None,
-            has_body,
             chunked,
             upgrade,
             send_continue: None,
@@ -378,7 +372,7 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Step {
         },
         length: if chunked { None } else { length },
         expect_continue,
-    }))
+    })))
 }
 
 /// `http://host[:port]/path` → (`host[:port]`, `/path`).
@@ -398,7 +392,8 @@ fn absolute_form(target: &str) -> Option<(&str, &str)> {
     Some((&rest[..end], path))
 }
 
-/// A request halo refuses before routing: counted and logged here.
+/// A request halo refuses before routing: counted and logged here (the
+/// connection then closes: see [`REFUSED`]).
 fn client_error(
     ctx: &ConnCtx,
     status: StatusCode,
@@ -412,9 +407,7 @@ fn client_error(
         listener = %ctx.listener, client = %ctx.client, status = status.as_u16(),
         result = what, "http"
     );
-    let mut g = Generated::new(status, msg);
-    g.close = true;
-    g
+    Generated::new(status, msg)
 }
 
 /// Writes halo's own answer; `false` when the client could not take it.
@@ -510,7 +503,6 @@ async fn write_response(
         };
         let first = head.take();
         let first = first.as_deref().unwrap_or_default();
-        let mut line = [0u8; SIZE_LINE];
         let (data, end) = match &polled {
             Poll::Pending => (&[][..], false),
             Poll::Ready(Some(Ok(frame))) => (frame.data_ref().map_or(&[][..], |d| &d[..]), false),
@@ -519,20 +511,14 @@ async fn write_response(
             // sees its response cut short.
             Poll::Ready(Some(Err(_))) => return None,
         };
-        let mut bufs = [
-            IoSlice::new(first),
-            IoSlice::new(if chunk && !data.is_empty() {
-                size_line(data.len(), &mut line)
-            } else {
-                &[]
-            }),
-            IoSlice::new(data),
-            IoSlice::new(match (chunk, end, data.is_empty()) {
-                (true, true, _) => b"0\r\n\r\n",
-                (true, false, false) => b"\r\n",
-                _ => b"",
-            }),
-        ];
+        let mut line = [0u8; SIZE_LINE];
+        let framed: [&[u8]; 3] = match (chunk, end) {
+            (false, _) => [data, b"", b""],
+            (true, true) => [LAST_CHUNK, b"", b""],
+            (true, false) if data.is_empty() => [b"", b"", b""],
+            (true, false) => body::chunk(data, &mut line),
+        };
+        let mut bufs = [first, framed[0], framed[1], framed[2]].map(IoSlice::new);
         if bufs.iter().any(|b| !b.is_empty()) {
             match timeout(client_timeout, h1::write_all(io, &mut bufs)).await {
                 Ok(Ok(())) => {}
