@@ -215,7 +215,7 @@ pub(crate) struct RawGslb {
     #[serde(default)]
     pub(crate) sites: Vec<S<String>>,
     #[serde(default)]
-    pub(crate) peers: Vec<S<String>>,
+    pub(crate) peers: Vec<S<RawPeer>>,
     pub(crate) peer_interval: Option<S<String>>,
     pub(crate) peer_stale_after: Option<S<String>>,
     pub(crate) default_ttl: Option<S<String>>,
@@ -223,6 +223,64 @@ pub(crate) struct RawGslb {
     pub(crate) service: Vec<S<RawService>>,
     #[serde(default)]
     pub(crate) geo: Vec<S<RawGeo>>,
+    #[serde(default)]
+    pub(crate) record: Vec<S<RawRecord>>,
+}
+
+/// `"ip:port"` or `{ address = "ip:port", site = "west" }`; deserialised by hand
+/// for the same reason as [`RawHealth`].
+#[derive(Debug)]
+pub(crate) enum RawPeer {
+    Address(String),
+    Table(RawPeerTable),
+}
+
+impl<'de> Deserialize<'de> for RawPeer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawPeer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"ip:port\" or { address = \"ip:port\", site = \"NAME\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPeer, E> {
+                Ok(RawPeer::Address(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawPeer, A::Error> {
+                RawPeerTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawPeer::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeerTable {
+    pub(crate) address: S<String>,
+    pub(crate) site: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub(crate) enum RawRecordType {
+    A,
+    Aaaa,
+    Cname,
+    Txt,
+    Mx,
+    Srv,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRecord {
+    pub(crate) name: S<String>,
+    #[serde(rename = "type")]
+    pub(crate) rtype: S<RawRecordType>,
+    pub(crate) value: S<String>,
+    pub(crate) ttl: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

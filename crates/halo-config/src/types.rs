@@ -466,7 +466,7 @@ pub struct Gslb {
     /// sites), sorted.
     pub sites: Vec<String>,
     /// The other sites' halo DNS endpoints.
-    pub peers: Vec<SocketAddr>,
+    pub peers: Vec<Peer>,
     /// How often peers are queried. Default 1s.
     pub peer_interval: Duration,
     /// How long an unreachable peer's last answer is kept. Default 30s.
@@ -477,6 +477,75 @@ pub struct Gslb {
     pub services: Vec<Service>,
     /// Client subnet → site, for `strategy = "geo"`.
     pub geo: Vec<GeoRule>,
+    /// Static records of the zone (`[[gslb.record]]`), in file order.
+    pub records: Vec<StaticRecord>,
+}
+
+/// One entry of `gslb.peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its DNS address.
+    pub address: SocketAddr,
+    /// Its site when the file says so (`{ address, site }`); otherwise learned
+    /// from the peer's answers (halo peers name their site).
+    pub site: Option<String>,
+}
+
+/// `[[gslb.record]]`: a static record in the zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRecord {
+    /// Owner name: absolute, lower-case, without trailing dot, inside the zone.
+    pub name: String,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// Type and data.
+    pub data: RecordData,
+}
+
+/// The data of a static record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordData {
+    /// IPv4 address.
+    A(std::net::Ipv4Addr),
+    /// IPv6 address.
+    Aaaa(std::net::Ipv6Addr),
+    /// Alias (absolute name, no trailing dot). Alone at its name.
+    Cname(String),
+    /// Text: one or more character-strings of at most 255 bytes.
+    Txt(Vec<String>),
+    /// Mail exchange.
+    Mx {
+        /// Lower is preferred.
+        preference: u16,
+        /// Absolute name.
+        exchange: String,
+    },
+    /// Service location (RFC 2782).
+    Srv {
+        /// Lower is preferred.
+        priority: u16,
+        /// Share among equal priorities.
+        weight: u16,
+        /// Port of the service.
+        port: u16,
+        /// Absolute name.
+        target: String,
+    },
+}
+
+impl RecordData {
+    /// The record type's number on the wire.
+    #[must_use]
+    pub fn rtype(&self) -> u16 {
+        match self {
+            Self::A(_) => 1,
+            Self::Cname(_) => 5,
+            Self::Mx { .. } => 15,
+            Self::Txt(_) => 16,
+            Self::Aaaa(_) => 28,
+            Self::Srv { .. } => 33,
+        }
+    }
 }
 
 /// `[[gslb.service]]`.
@@ -498,7 +567,6 @@ pub struct Service {
 
 /// `service.strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Strategy {
     /// All healthy endpoints, rotated.
     RoundRobin,
@@ -542,6 +610,9 @@ pub struct Endpoint {
 pub enum EndpointHealth {
     /// Always healthy.
     Always,
+    /// Healthy while a peer (not stale) publishes it in its `localtargets-`
+    /// answer: the default for another site's endpoint when there are peers.
+    Peers,
     /// Healthy while the pool has a healthy server.
     Pool(String),
     /// A check of its own (port set).

@@ -3,7 +3,7 @@
 //! follow HAProxy, RFC 5798 and k8gb unless those are unsafe).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::str::FromStr;
@@ -14,14 +14,14 @@ use toml::Spanned;
 use crate::error::Report;
 use crate::raw::{
     RawBalance, RawCheck, RawCheckType, RawConfig, RawEndpoint, RawGslb, RawHealth, RawInitial,
-    RawListener, RawPassive, RawPool, RawProtocol, RawRetryOn, RawSendProxy, RawServer, RawService,
-    RawStrategy, RawTimeouts, RawVip, RawWhenAllDown, S,
+    RawListener, RawPassive, RawPeer, RawPool, RawProtocol, RawRecord, RawRecordType, RawRetryOn,
+    RawSendProxy, RawServer, RawService, RawStrategy, RawTimeouts, RawVip, RawWhenAllDown, S,
 };
 use crate::types::{
     Admin, Balance, Check, CheckKind, Config, Endpoint, EndpointHealth, GeoRule, Gslb, HostPattern,
-    HttpCheck, InitialState, IpNet, Listener, Node, Passive, Pool, Protocol, RetryOn, Route,
-    SendProxy, Server, ServerAddress, Service, StatusRanges, Strategy, Timeouts, Track,
-    TrackTarget, Unicast, Vip, VrrpVersion, WhenAllDown,
+    HttpCheck, InitialState, IpNet, Listener, Node, Passive, Peer, Pool, Protocol, RecordData,
+    RetryOn, Route, SendProxy, Server, ServerAddress, Service, StaticRecord, StatusRanges,
+    Strategy, Timeouts, Track, TrackTarget, Unicast, Vip, VrrpVersion, WhenAllDown,
 };
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
@@ -955,18 +955,7 @@ impl Validator<'_, '_> {
             .iter()
             .map(|n| self.domain(n, "nameservers"))
             .collect();
-        let peers = g
-            .peers
-            .iter()
-            .filter_map(|p| {
-                // A bare IP means port 53.
-                let text = p.get_ref().trim();
-                IpAddr::from_str(text)
-                    .map(|ip| SocketAddr::new(ip, 53))
-                    .ok()
-                    .or_else(|| self.socket_addr(p, "peers"))
-            })
-            .collect();
+        let peers: Vec<Peer> = g.peers.iter().filter_map(|p| self.peer(p)).collect();
         let peer_interval = self.positive_duration(
             g.peer_interval.as_ref(),
             "peer_interval",
@@ -1007,6 +996,11 @@ impl Validator<'_, '_> {
         }
         for geo in &g.geo {
             sites.insert(geo.get_ref().site.get_ref());
+        }
+        for p in &peers {
+            if let Some(site) = &p.site {
+                sites.insert(site);
+            }
         }
         let geo: Vec<GeoRule> = g
             .geo
@@ -1054,6 +1048,7 @@ impl Validator<'_, '_> {
             })
             .collect();
         self.unique_names(g.service.iter().map(|s| &s.get_ref().name), "service");
+        let records = self.records(&g.record, &zone, default_ttl, &services);
         let mut site_list: Vec<String> = sites.iter().map(|s| (*s).to_owned()).collect();
         site_list.sort();
         Some(Gslb {
@@ -1067,7 +1062,216 @@ impl Validator<'_, '_> {
             default_ttl,
             services,
             geo,
+            records,
         })
+    }
+
+    fn peer(&mut self, raw: &S<RawPeer>) -> Option<Peer> {
+        // A bare IP means port 53.
+        let address = |v: &mut Self, text: &S<String>| {
+            IpAddr::from_str(text.get_ref().trim())
+                .map(|ip| SocketAddr::new(ip, 53))
+                .ok()
+                .or_else(|| v.socket_addr(text, "peers"))
+        };
+        match raw.get_ref() {
+            RawPeer::Address(text) => {
+                let spanned = S::new(raw.span(), text.clone());
+                Some(Peer {
+                    address: address(self, &spanned)?,
+                    site: None,
+                })
+            }
+            RawPeer::Table(t) => Some(Peer {
+                address: address(self, &t.address)?,
+                site: t.site.as_ref().map(|s| self.name(s, "site")),
+            }),
+        }
+    }
+
+    /// `[[gslb.record]]`: names inside the zone, values by type, no name that
+    /// a service owns, CNAME alone at its name.
+    fn records(
+        &mut self,
+        raw: &[S<RawRecord>],
+        zone: &str,
+        default_ttl: u32,
+        services: &[Service],
+    ) -> Vec<StaticRecord> {
+        let mut out: Vec<StaticRecord> = Vec::new();
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        for r in raw {
+            let rr = r.get_ref();
+            let Some(name) = self.owner(&rr.name, zone) else {
+                continue;
+            };
+            let relative = name
+                .strip_suffix(zone)
+                .unwrap_or(&name)
+                .trim_end_matches('.');
+            if services
+                .iter()
+                .any(|s| relative == s.name || relative == format!("localtargets-{}", s.name))
+            {
+                self.r.error_hint(
+                    rr.name.span(),
+                    format!("record name \"{name}\" is a service's name"),
+                    "a [[gslb.service]] answers that name; use another name",
+                );
+                continue;
+            }
+            let ttl = rr.ttl.as_ref().map_or(default_ttl, |t| self.ttl(t, "ttl"));
+            let Some(data) = self.record_data(*rr.rtype.get_ref(), &rr.value, zone) else {
+                continue;
+            };
+            out.push(StaticRecord { name, ttl, data });
+            spans.push(rr.name.span());
+        }
+        // CNAME and other data cannot share a name (RFC 1034 §3.6.2).
+        for (i, rec) in out.iter().enumerate() {
+            if matches!(rec.data, RecordData::Cname(_))
+                && out
+                    .iter()
+                    .enumerate()
+                    .any(|(j, other)| j != i && other.name == rec.name)
+            {
+                self.r.error_hint(
+                    spans[i].clone(),
+                    format!("\"{}\" has a CNAME and other records", rec.name),
+                    "a CNAME must be alone at its name; remove it or the other records",
+                );
+            }
+        }
+        out
+    }
+
+    /// A record's owner: `@` (the apex), a name relative to the zone, or an
+    /// absolute name ending in `.` that is inside the zone.
+    fn owner(&mut self, value: &S<String>, zone: &str) -> Option<String> {
+        let text = value.get_ref().trim().to_ascii_lowercase();
+        let name = if text == "@" {
+            zone.to_owned()
+        } else if let Some(abs) = text.strip_suffix('.') {
+            if abs != zone && !abs.ends_with(&format!(".{zone}")) {
+                self.r.error_hint(
+                    value.span(),
+                    format!("record name \"{text}\" is outside the zone {zone}"),
+                    format!("write a name relative to the zone, or one ending in \".{zone}.\""),
+                );
+                return None;
+            }
+            abs.to_owned()
+        } else {
+            format!("{text}.{zone}")
+        };
+        if !is_domain_name(&name.replace('*', "x")) {
+            self.r.error_hint(
+                value.span(),
+                format!("record name \"{text}\" is not a DNS name"),
+                "write \"@\" for the zone itself, or labels of letters, digits and '-'",
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    fn record_data(
+        &mut self,
+        rtype: RawRecordType,
+        value: &S<String>,
+        zone: &str,
+    ) -> Option<RecordData> {
+        let text = value.get_ref().trim();
+        let target = |v: &mut Self, t: &str| -> Option<String> {
+            let t = t.to_ascii_lowercase();
+            let abs = match t.strip_suffix('.') {
+                Some(a) => a.to_owned(),
+                // A target without a trailing dot is relative to the zone, as in
+                // a zone file.
+                None => format!("{t}.{zone}"),
+            };
+            if is_domain_name(&abs) {
+                Some(abs)
+            } else {
+                v.r.error_hint(
+                    value.span(),
+                    format!("\"{t}\" is not a DNS name"),
+                    "write an absolute name ending in '.', e.g. \"mail.example.com.\"",
+                );
+                None
+            }
+        };
+        let bad = |v: &mut Self, what: &str, example: &str| {
+            v.r.error_hint(
+                value.span(),
+                format!("`value` \"{text}\" is not {what}"),
+                format!("write e.g. value = \"{example}\""),
+            );
+            None
+        };
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        match rtype {
+            RawRecordType::A => match Ipv4Addr::from_str(text) {
+                Ok(a) => Some(RecordData::A(a)),
+                Err(_) => bad(self, "an IPv4 address", "192.0.2.10"),
+            },
+            RawRecordType::Aaaa => match Ipv6Addr::from_str(text) {
+                Ok(a) => Some(RecordData::Aaaa(a)),
+                Err(_) => bad(self, "an IPv6 address", "2001:db8::10"),
+            },
+            RawRecordType::Cname => target(self, text).map(RecordData::Cname),
+            RawRecordType::Txt => {
+                if text.is_empty() {
+                    return bad(self, "text", "v=spf1 -all");
+                }
+                // Long text is split into 255-byte character-strings, as zone
+                // file tools do.
+                let bytes = value.get_ref().as_bytes();
+                let parts = bytes
+                    .chunks(255)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect();
+                Some(RecordData::Txt(parts))
+            }
+            RawRecordType::Mx => match fields.as_slice() {
+                [pref, host] => match pref.parse::<u16>() {
+                    Ok(preference) => target(self, host).map(|exchange| RecordData::Mx {
+                        preference,
+                        exchange,
+                    }),
+                    Err(_) => bad(self, "\"PREFERENCE NAME\"", "10 mail.example.com."),
+                },
+                _ => bad(self, "\"PREFERENCE NAME\"", "10 mail.example.com."),
+            },
+            RawRecordType::Srv => match fields.as_slice() {
+                [prio, weight, port, host] => {
+                    match (
+                        prio.parse::<u16>(),
+                        weight.parse::<u16>(),
+                        port.parse::<u16>(),
+                    ) {
+                        (Ok(priority), Ok(weight), Ok(port)) => {
+                            target(self, host).map(|target| RecordData::Srv {
+                                priority,
+                                weight,
+                                port,
+                                target,
+                            })
+                        }
+                        _ => bad(
+                            self,
+                            "\"PRIORITY WEIGHT PORT TARGET\"",
+                            "0 5 5060 sip.example.com.",
+                        ),
+                    }
+                }
+                _ => bad(
+                    self,
+                    "\"PRIORITY WEIGHT PORT TARGET\"",
+                    "0 5 5060 sip.example.com.",
+                ),
+            },
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1152,7 +1356,7 @@ impl Validator<'_, '_> {
         let endpoints: Vec<Endpoint> = s
             .endpoint
             .iter()
-            .filter_map(|e| self.endpoint(e, node, pools))
+            .filter_map(|e| self.endpoint(e, node, pools, has_peers))
             .collect();
         let mut seen = HashSet::new();
         for (raw_e, e) in s.endpoint.iter().zip(&endpoints) {
@@ -1183,15 +1387,28 @@ impl Validator<'_, '_> {
         raw: &S<RawEndpoint>,
         node: &Node,
         pools: &HashSet<&str>,
+        has_peers: bool,
     ) -> Option<Endpoint> {
         let e = raw.get_ref();
         let address = self.ip(&e.address, "address")?;
+        let site = e
+            .site
+            .as_ref()
+            .map_or_else(|| node.site.clone(), |s| self.name(s, "site"));
         let health = match e.health.as_ref() {
+            // Another site's endpoint is that site's node's to judge.
+            None if has_peers && site != node.site => EndpointHealth::Peers,
             None => EndpointHealth::Always,
             Some(h) => match h.get_ref() {
                 RawHealth::Word(w) if w == "always" => EndpointHealth::Always,
+                RawHealth::Word(w) if w == "peers" => {
+                    if !has_peers {
+                        self.r.error_hint(h.span(), "`health` = \"peers\" but [gslb] has no `peers`", "add the other sites' nodes to gslb.peers, or use another health source");
+                    }
+                    EndpointHealth::Peers
+                }
                 RawHealth::Word(w) => {
-                    self.r.error_hint(h.span(), format!("`health` \"{w}\" is not a health source"), "write \"always\", { pool = \"NAME\" } or { check = { type = \"tcp\", port = 80 } }");
+                    self.r.error_hint(h.span(), format!("`health` \"{w}\" is not a health source"), "write \"always\", \"peers\", { pool = \"NAME\" } or { check = { type = \"tcp\", port = 80 } }");
                     EndpointHealth::Always
                 }
                 RawHealth::Table(t) => match (&t.pool, &t.check) {
@@ -1206,10 +1423,7 @@ impl Validator<'_, '_> {
         };
         Some(Endpoint {
             address,
-            site: e
-                .site
-                .as_ref()
-                .map_or_else(|| node.site.clone(), |s| self.name(s, "site")),
+            site,
             health,
             weight: self.int(e.weight.as_ref(), "weight", 0..=256, 1u16),
         })

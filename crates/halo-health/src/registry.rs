@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use halo_config::{Check, Config, Passive, ServerAddress};
+use std::net::{IpAddr, SocketAddr};
+
+use halo_config::{Check, Config, EndpointHealth, Passive, ServerAddress};
 
 use crate::monitor::{HealthHub, Monitor, ServerHealth, ServerKey};
 
@@ -60,6 +62,23 @@ impl Registry {
                 );
             }
         }
+        // A GSLB endpoint with a check of its own is monitored like a server,
+        // under `gslb:<service>/<address>`.
+        for service in config.gslb.iter().flat_map(|g| &g.services) {
+            for e in &service.endpoints {
+                if let EndpointHealth::Check(check) = &e.health {
+                    let port = check.port.unwrap_or(80);
+                    wanted.insert(
+                        gslb_key(&service.name, e.address),
+                        Spec {
+                            address: ServerAddress::Socket(SocketAddr::new(e.address, port)),
+                            check: Some(check.clone()),
+                            passive: Passive::default(),
+                        },
+                    );
+                }
+            }
+        }
         self.monitors
             .retain(|key, (spec, _)| wanted.get(key) == Some(spec));
         for (key, spec) in wanted {
@@ -80,4 +99,10 @@ impl Registry {
     pub fn health(&self, key: &ServerKey) -> Option<Arc<ServerHealth>> {
         self.monitors.get(key).map(|(_, m)| Arc::clone(m.health()))
     }
+}
+
+/// The key under which a GSLB endpoint's own check runs.
+#[must_use]
+pub fn gslb_key(service: &str, address: IpAddr) -> ServerKey {
+    ServerKey::new(&format!("gslb:{service}"), &address.to_string())
 }

@@ -1,7 +1,7 @@
 //! `halo run`: start what the config describes and keep it running.
 //!
-//! Today that is the health engine for every `[[pool]]` and the proxy for `tcp`
-//! listeners. Sections whose tier is not built yet make `run` refuse to start,
+//! Today that is the health engine for every `[[pool]]` (and GSLB endpoint
+//! check), the proxy for `http` and `tcp` listeners, and the DNS tier for `[gslb]`. Sections whose tier is not built yet make `run` refuse to start,
 //! naming them, so nothing in a file is silently ignored.
 
 use std::path::Path;
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use halo_config::{Config, Protocol};
+use halo_dns::Dns;
 use halo_health::{HealthHub, Registry};
 use halo_proxy::Proxy;
 use tokio::signal::unix::{SignalKind, signal};
@@ -48,21 +49,18 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
     if !c.vips.is_empty() {
         missing.push("[[vip]] (VRRP tier)".into());
     }
-    if c.gslb.is_some() {
-        missing.push("[gslb] (global DNS tier)".into());
-    }
     if c.admin.is_some() {
         missing.push("[admin] (admin API)".into());
     }
     if !missing.is_empty() {
         anyhow::bail!(
-            "not supported yet: {}; this build runs [[pool]] health checks and http and tcp listeners \
-             (`halo check` validates every section)",
+            "not supported yet: {}; this build runs [[pool]] health checks, http and tcp listeners \
+             and [gslb] (`halo check` validates every section)",
             missing.join(", ")
         );
     }
-    if c.pools.is_empty() {
-        anyhow::bail!("nothing to run: the file configures no [[pool]]");
+    if c.pools.is_empty() && c.gslb.is_none() {
+        anyhow::bail!("nothing to run: the file configures no [[pool]] and no [gslb]");
     }
     Ok(())
 }
@@ -73,6 +71,15 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::new(HealthHub::new(seed));
     registry.apply(&config);
     let mut proxy = Proxy::start_threaded(&config, &registry, seed, config.node.threads.into())?;
+    let mut dns = match &config.gslb {
+        Some(_) => Some(Dns::start(
+            &config,
+            &registry,
+            seed,
+            config.node.threads.into(),
+        )?),
+        None => None,
+    };
     tracing::info!(
         node = %config.node.name,
         site = %config.node.site,
@@ -86,7 +93,7 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &mut registry, &mut proxy),
+            _ = hup.recv() => reload(path, &mut registry, &mut proxy, &mut dns),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -94,12 +101,13 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     tracing::info!("stopping");
     // Listeners close first, then the monitors stop.
     drop(proxy);
+    drop(dns);
     drop(registry);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Validates the file again and applies it; a bad file changes nothing.
-fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy) {
+fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy, dns: &mut Option<Dns>) {
     let config = match halo_config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -108,8 +116,19 @@ fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy) {
         }
     };
     // Everything that can refuse the new config is asked before anything changes.
-    if let Err(e) =
-        refuse_unsupported(&config).and_then(|()| proxy.check_reload(&config).map_err(Into::into))
+    let dns_ok = || match (dns.as_ref(), &config.gslb) {
+        (Some(d), Some(_)) => d.check_reload(&config).map_err(anyhow::Error::from),
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(anyhow::anyhow!(
+            "[gslb] removed; restart halo to stop the DNS tier"
+        )),
+        (None, Some(_)) => Err(anyhow::anyhow!(
+            "[gslb] added; restart halo to start the DNS tier"
+        )),
+    };
+    if let Err(e) = refuse_unsupported(&config)
+        .and_then(|()| proxy.check_reload(&config).map_err(Into::into))
+        .and_then(|()| dns_ok())
     {
         tracing::error!("reload rejected, the running config stays: {e:#}");
         return;
@@ -118,6 +137,11 @@ fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy) {
     if let Err(e) = proxy.reload(&config, registry) {
         // check_reload said yes, so this is not expected; say so loudly.
         tracing::error!("proxy reload failed after the health engine took the new config: {e}");
+    }
+    if let Some(d) = dns {
+        if let Err(e) = d.reload(&config, registry) {
+            tracing::error!("DNS reload failed after the health engine took the new config: {e}");
+        }
     }
     tracing::info!("reloaded: {}", crate::check::summary(&config));
 }

@@ -1,0 +1,430 @@
+//! The controller: turns local health and peer answers into snapshots.
+//!
+//! One tokio task on the control-plane runtime. It
+//! * rebuilds the snapshot on every health event (cheap: a few endpoints per
+//!   service) and, when this node's `localtargets-` answers changed, sends DNS
+//!   NOTIFY to every peer (RFC 1996) so they re-query at once;
+//! * asks every peer for every service's `localtargets-` (A and AAAA) each
+//!   `peer_interval`, all in parallel, each with a timeout and one retry;
+//! * re-asks a peer as soon as it sends us a NOTIFY;
+//! * drops a silent peer's last answer once it is `peer_stale_after` old.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use halo_config::{Config, EndpointHealth};
+use halo_gslb::{Family, PeerResult, PeerTable, Snapshot, Zone, rtype};
+use halo_health::{Registry, ServerHealth, ServerKey, gslb_key};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::Instant;
+
+use crate::server::Published;
+use crate::wire::{self, OPCODE_NOTIFY, OPCODE_QUERY};
+
+/// How often a NOTIFY is sent before giving up on an acknowledgement.
+const NOTIFY_TRIES: u32 = 3;
+const NOTIFY_WAIT: Duration = Duration::from_millis(300);
+
+/// Where one endpoint's local health comes from.
+enum Local {
+    /// Not judged by this node's checks (always, or by peers).
+    Remote,
+    /// Healthy while one of these servers is serving.
+    Pool(Vec<Arc<ServerHealth>>),
+    /// Its own check (None: the registry had no monitor, which reads as down).
+    Check(Option<Arc<ServerHealth>>),
+}
+
+/// The part of a config the controller runs.
+pub(crate) struct Plan {
+    zone: Arc<Zone>,
+    peers: Vec<halo_config::Peer>,
+    local: Vec<Vec<Local>>,
+    interval: Duration,
+    stale_after: Duration,
+}
+
+impl Plan {
+    pub(crate) fn new(config: &Config, registry: &Registry) -> Option<Self> {
+        let gslb = config.gslb.as_ref()?;
+        let zone = Arc::new(Zone::new(gslb, &config.node.site));
+        let local = gslb
+            .services
+            .iter()
+            .map(|s| {
+                s.endpoints
+                    .iter()
+                    .map(|e| match &e.health {
+                        EndpointHealth::Always | EndpointHealth::Peers => Local::Remote,
+                        EndpointHealth::Pool(pool) => Local::Pool(
+                            config
+                                .pools
+                                .iter()
+                                .filter(|p| &p.name == pool)
+                                .flat_map(|p| &p.servers)
+                                .filter_map(|srv| registry.health(&ServerKey::new(pool, &srv.name)))
+                                .collect(),
+                        ),
+                        EndpointHealth::Check(_) => {
+                            Local::Check(registry.health(&gslb_key(&s.name, e.address)))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(Self {
+            zone,
+            peers: gslb.peers.clone(),
+            local,
+            interval: gslb.peer_interval,
+            stale_after: gslb.peer_stale_after,
+        })
+    }
+
+    fn local_up(&self, service: usize, endpoint: usize) -> bool {
+        match self.local.get(service).and_then(|s| s.get(endpoint)) {
+            Some(Local::Pool(servers)) => servers.iter().any(|h| h.is_serving()),
+            Some(Local::Check(h)) => h.as_ref().is_some_and(|h| h.is_serving()),
+            Some(Local::Remote) | None => true,
+        }
+    }
+
+    fn service_names(&self) -> Vec<String> {
+        self.zone.services.iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+/// One finished peer question: (peer, service, family, outcome).
+pub(crate) type PeerReport = (usize, usize, Family, PeerResult);
+
+/// Messages from [`crate::Dns`] to its controller.
+pub(crate) enum Control {
+    Reload(Box<Plan>),
+}
+
+/// The controller task's state.
+pub(crate) struct Controller {
+    plan: Plan,
+    peers: PeerTable,
+    published: Arc<ArcSwap<Published>>,
+    serial: u32,
+    ids: u64,
+    inflight: HashSet<(usize, usize, Family)>,
+    results: UnboundedSender<PeerReport>,
+}
+
+/// Builds the first snapshot (before any socket answers) and the controller.
+pub(crate) fn first(
+    plan: Plan,
+    seed: u64,
+) -> (
+    Arc<ArcSwap<Published>>,
+    Controller,
+    UnboundedReceiver<PeerReport>,
+) {
+    let peers = PeerTable::new(&plan.peers, plan.zone.services.len(), plan.stale_after);
+    let serial = initial_serial();
+    let snapshot = Snapshot::build(
+        Arc::clone(&plan.zone),
+        serial,
+        &|s, e| plan.local_up(s, e),
+        &peers,
+    );
+    let published = Arc::new(ArcSwap::from_pointee(Published {
+        snapshot,
+        peer_ips: plan.peers.iter().map(|p| p.address.ip()).collect(),
+    }));
+    let (results, results_rx) = unbounded_channel();
+    let controller = Controller {
+        plan,
+        peers,
+        published: Arc::clone(&published),
+        serial,
+        ids: seed,
+        inflight: HashSet::new(),
+        results,
+    };
+    (published, controller, results_rx)
+}
+
+/// A serial that grows across restarts: seconds since 1970 (RFC 1982 arithmetic
+/// makes the 2106 wrap harmless).
+fn initial_serial() -> u32 {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the SOA serial is wall-clock time by convention"
+    )]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u32::try_from(d.as_secs() & 0xFFFF_FFFF).unwrap_or(1))
+}
+
+impl Controller {
+    pub(crate) async fn run(
+        mut self,
+        mut results: UnboundedReceiver<PeerReport>,
+        mut notified: UnboundedReceiver<IpAddr>,
+        mut control: UnboundedReceiver<Control>,
+        mut health: tokio::sync::broadcast::Receiver<halo_health::HealthEvent>,
+    ) {
+        let mut tick = tokio::time::interval(self.plan.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let expiry = self.peers.next_expiry().map(Instant::from_std);
+            tokio::select! {
+                _ = tick.tick() => {
+                    for p in 0..self.peers.peers().len() {
+                        self.ask(p);
+                    }
+                }
+                Some((peer, service, family, result)) = results.recv() => {
+                    self.inflight.remove(&(peer, service, family));
+                    if let PeerResult::Unreachable = result {
+                        let p = &self.peers.peers()[peer];
+                        if !p.unreachable {
+                            tracing::warn!(peer = %p.address, service = %self.plan.zone.services[service].name, "GSLB peer does not answer; keeping its last answer until it is stale");
+                        }
+                    }
+                    let now = Instant::now().into_std();
+                    if self.peers.on_result(peer, service, family, result, now).endpoints {
+                        self.publish("peer answer");
+                    }
+                }
+                Some(ip) = notified.recv() => {
+                    for p in 0..self.peers.peers().len() {
+                        if self.peers.peers()[p].address.ip() == ip {
+                            self.ask(p);
+                        }
+                    }
+                }
+                event = health.recv() => {
+                    match event {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.publish("health"),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+                () = sleep_until(expiry) => {
+                    if self.peers.expire(Instant::now().into_std()).endpoints {
+                        tracing::warn!("a silent GSLB peer's last answer went stale and is dropped");
+                        self.publish("peer stale");
+                    }
+                }
+                message = control.recv() => match message {
+                    Some(Control::Reload(plan)) => self.reload(*plan),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn reload(&mut self, plan: Plan) {
+        let mut peers = PeerTable::new(&plan.peers, plan.zone.services.len(), plan.stale_after);
+        peers.carry_over(
+            &self.peers,
+            &self.plan.service_names(),
+            &plan.service_names(),
+        );
+        self.peers = peers;
+        self.inflight.clear();
+        self.plan = plan;
+        self.publish("reload");
+    }
+
+    /// Builds and swaps in a new snapshot; raises the serial when answers
+    /// changed and tells peers when this node's own endpoints changed.
+    fn publish(&mut self, why: &str) {
+        let old = self.published.load();
+        let mut snapshot = Snapshot::build(
+            Arc::clone(&self.plan.zone),
+            self.serial,
+            &|s, e| self.plan.local_up(s, e),
+            &self.peers,
+        );
+        let same_zone = Arc::ptr_eq(&old.snapshot.zone, &snapshot.zone);
+        if same_zone
+            && old.snapshot.services == snapshot.services
+            && old.snapshot.local == snapshot.local
+        {
+            return;
+        }
+        self.serial = self.serial.wrapping_add(1);
+        snapshot.serial = self.serial;
+        for (i, svc) in self.plan.zone.services.iter().enumerate() {
+            let healthy: Vec<String> = snapshot.services[i]
+                .iter()
+                .filter(|e| e.healthy)
+                .map(|e| format!("{}@{}", e.address, self.plan.zone.site_name(e.site)))
+                .collect();
+            let before = old.snapshot.services.get(i);
+            if !same_zone || before != Some(&snapshot.services[i]) {
+                tracing::info!(service = %svc.name, healthy = %healthy.join(" "), reason = why, "GSLB answers changed");
+            }
+        }
+        let local_changed = !same_zone || old.snapshot.local != snapshot.local;
+        self.published.store(Arc::new(Published {
+            snapshot,
+            peer_ips: self.plan.peers.iter().map(|p| p.address.ip()).collect(),
+        }));
+        if local_changed {
+            for p in self.peers.peers() {
+                self.ids = self.ids.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                tokio::spawn(notify(
+                    p.address,
+                    self.plan.zone.apex().to_owned(),
+                    id16(self.ids),
+                ));
+            }
+        }
+    }
+
+    /// Asks peer `p` for every service, both families, unless already asking.
+    fn ask(&mut self, p: usize) {
+        let Some(peer) = self.peers.peers().get(p) else {
+            return;
+        };
+        let address = peer.address;
+        // Two tries must fit in one interval, so rounds do not pile up.
+        let timeout =
+            (self.plan.interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        for (s, svc) in self.plan.zone.services.iter().enumerate() {
+            for family in [Family::V4, Family::V6] {
+                if !self.inflight.insert((p, s, family)) {
+                    continue;
+                }
+                self.ids = self.ids.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let name = format!("localtargets-{}.{}", svc.name, self.plan.zone.apex());
+                let results = self.results.clone();
+                let id = id16(self.ids);
+                tokio::spawn(async move {
+                    let result = ask(address, &name, family, id, timeout).await;
+                    let _ = results.send((p, s, family, result));
+                });
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn id16(x: u64) -> u16 {
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z >> 48) as u16
+}
+
+fn unspecified(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// One `localtargets-` question to one peer: UDP with a timeout and one
+/// retry, over TCP when the UDP answer was truncated.
+async fn ask(
+    peer: SocketAddr,
+    name: &str,
+    family: Family,
+    id: u16,
+    timeout: Duration,
+) -> PeerResult {
+    let qtype = match family {
+        Family::V4 => rtype::A,
+        Family::V6 => rtype::AAAA,
+    };
+    let query = wire::build_query(id, name, qtype, OPCODE_QUERY);
+    for _ in 0..2 {
+        let Some(reply) = exchange_udp(peer, &query, id, OPCODE_QUERY, timeout).await else {
+            continue;
+        };
+        let reply = if reply.truncated {
+            match exchange_tcp(peer, &query, id, timeout).await {
+                Some(r) => r,
+                None => continue,
+            }
+        } else {
+            reply
+        };
+        // NXDOMAIN: k8gb's CoreDNS answers that when a site has no targets.
+        return match reply.rcode {
+            0 | 3 => PeerResult::Answer {
+                addresses: reply.addresses,
+                site: reply.site,
+            },
+            _ => PeerResult::Unreachable,
+        };
+    }
+    PeerResult::Unreachable
+}
+
+async fn exchange_udp(
+    peer: SocketAddr,
+    query: &[u8],
+    id: u16,
+    opcode: u8,
+    timeout: Duration,
+) -> Option<wire::PeerAnswer> {
+    let socket = UdpSocket::bind(unspecified(peer)).await.ok()?;
+    socket.connect(peer).await.ok()?;
+    socket.send(query).await.ok()?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        // A stray datagram (old retry, spoof) is skipped; only our ID counts.
+        if let Some(reply) = wire::parse_reply(&buf[..n], id, opcode) {
+            return Some(reply);
+        }
+    }
+}
+
+async fn exchange_tcp(
+    peer: SocketAddr,
+    query: &[u8],
+    id: u16,
+    timeout: Duration,
+) -> Option<wire::PeerAnswer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut stream = TcpStream::connect(peer).await.ok()?;
+        let mut framed = Vec::with_capacity(query.len() + 2);
+        framed.extend_from_slice(&u16::try_from(query.len()).ok()?.to_be_bytes());
+        framed.extend_from_slice(query);
+        stream.write_all(&framed).await.ok()?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.ok()?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut buf).await.ok()?;
+        wire::parse_reply(&buf, id, OPCODE_QUERY)
+    };
+    tokio::time::timeout(timeout, work).await.ok()?
+}
+
+/// Tells a peer that this node's answers changed (RFC 1996), a few times until
+/// it acknowledges. A peer that never does still polls every interval.
+async fn notify(peer: SocketAddr, zone: String, id: u16) {
+    let message = wire::build_query(id, &zone, rtype::SOA, OPCODE_NOTIFY);
+    for _ in 0..NOTIFY_TRIES {
+        if exchange_udp(peer, &message, id, OPCODE_NOTIFY, NOTIFY_WAIT)
+            .await
+            .is_some()
+        {
+            tracing::debug!(peer = %peer, "NOTIFY acknowledged");
+            return;
+        }
+    }
+    tracing::debug!(peer = %peer, "NOTIFY not acknowledged");
+}

@@ -1,0 +1,295 @@
+//! The query path: UDP and TCP sockets answered from the current snapshot.
+//!
+//! Each worker thread runs a single-threaded runtime with its own UDP socket
+//! per listen address (SO_REUSEPORT spreads queries over them) and its own TCP
+//! listener. A worker keeps its buffers and its [`Picker`] between queries, so
+//! answering a query allocates nothing.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use halo_gslb::{Client, Picker, Query, Rcode, Snapshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::wire::{self, MAX_NAME, OPCODE_NOTIFY, Reject};
+
+/// How long a TCP connection may sit idle between queries (RFC 7766 §6.2.3
+/// suggests seconds, not minutes).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// What the query path reads: the answers, and who may send NOTIFY.
+#[derive(Debug)]
+pub struct Published {
+    /// Current health state and zone.
+    pub snapshot: Snapshot,
+    /// Peer addresses whose NOTIFY is accepted (any port).
+    pub peer_ips: Vec<IpAddr>,
+}
+
+/// Counters of the DNS tier (summed over workers by [`Stats::total`]).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Queries answered over UDP.
+    pub udp: AtomicU64,
+    /// Queries answered over TCP.
+    pub tcp: AtomicU64,
+    /// Replies by RCODE 0..=5 (NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED).
+    pub rcode: [AtomicU64; 6],
+    /// Messages dropped without a reply (too short, or responses).
+    pub dropped: AtomicU64,
+    /// UDP replies cut with TC=1.
+    pub truncated: AtomicU64,
+    /// NOTIFY accepted from peers.
+    pub notify: AtomicU64,
+}
+
+/// The counters of every worker.
+#[derive(Debug, Default)]
+pub struct Stats {
+    workers: std::sync::Mutex<Vec<Arc<Counters>>>,
+}
+
+/// A sum of [`Counters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// See [`Counters::udp`].
+    pub udp: u64,
+    /// See [`Counters::tcp`].
+    pub tcp: u64,
+    /// See [`Counters::rcode`].
+    pub rcode: [u64; 6],
+    /// See [`Counters::dropped`].
+    pub dropped: u64,
+    /// See [`Counters::truncated`].
+    pub truncated: u64,
+    /// See [`Counters::notify`].
+    pub notify: u64,
+}
+
+impl Stats {
+    pub(crate) fn add(&self) -> Arc<Counters> {
+        let c = Arc::new(Counters::default());
+        self.workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::clone(&c));
+        c
+    }
+
+    /// The sum over workers.
+    #[must_use]
+    pub fn total(&self) -> Totals {
+        let mut t = Totals::default();
+        for c in self
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            t.udp += c.udp.load(Ordering::Relaxed);
+            t.tcp += c.tcp.load(Ordering::Relaxed);
+            for (i, r) in c.rcode.iter().enumerate() {
+                t.rcode[i] += r.load(Ordering::Relaxed);
+            }
+            t.dropped += c.dropped.load(Ordering::Relaxed);
+            t.truncated += c.truncated.load(Ordering::Relaxed);
+            t.notify += c.notify.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
+/// One worker's reusable state.
+pub(crate) struct Answerer {
+    pub(crate) published: Arc<ArcSwap<Published>>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) notify: UnboundedSender<IpAddr>,
+    picker: Picker,
+    out: Vec<u8>,
+}
+
+impl Answerer {
+    pub(crate) fn new(
+        published: Arc<ArcSwap<Published>>,
+        counters: Arc<Counters>,
+        notify: UnboundedSender<IpAddr>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            published,
+            counters,
+            notify,
+            picker: Picker::new(seed),
+            out: Vec::with_capacity(4096),
+        }
+    }
+
+    /// The reply to `msg` from `src`, or None (drop).
+    pub(crate) fn answer(&mut self, msg: &[u8], src: SocketAddr, udp: bool) -> Option<&[u8]> {
+        let mut name = [0u8; MAX_NAME];
+        let (q, dotted) = match wire::parse_query(msg, &mut name) {
+            Ok(ok) => ok,
+            Err(reject) => {
+                if matches!(reject, Reject::Ignore) {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.count(rcode_of(&reject));
+                }
+                tracing::debug!(client = %src, problem = reject.kind(), len = msg.len(), "malformed DNS message");
+                return wire::write_reject(&mut self.out, &reject).then_some(&self.out[..]);
+            }
+        };
+        let published = self.published.load();
+        if q.opcode == OPCODE_NOTIFY {
+            let known = published.peer_ips.contains(&src.ip());
+            let rcode = if known {
+                Rcode::NoError
+            } else {
+                Rcode::Refused
+            };
+            if known {
+                self.counters.notify.fetch_add(1, Ordering::Relaxed);
+                // The controller re-queries that peer now.
+                let _ = self.notify.send(src.ip());
+            } else {
+                tracing::info!(client = %src, "NOTIFY from an address that is not a peer refused");
+            }
+            self.count(rcode);
+            wire::write_notify_reply(&mut self.out, &q, rcode);
+            return Some(&self.out);
+        }
+        // Only class IN; zone transfers are not offered.
+        if q.qclass != 1 || matches!(q.qtype, 251 | 252) {
+            self.count(Rcode::Refused);
+            let reject = Reject::Error {
+                id: q.id,
+                opcode: q.opcode,
+                flags: 0x0100 & u16::from_be_bytes([msg[2], msg[3]]),
+                question: Some(q.question),
+                rcode: Rcode::Refused,
+                edns: q.edns.is_some(),
+            };
+            wire::write_reject(&mut self.out, &reject);
+            return Some(&self.out);
+        }
+        let client = match q.edns.and_then(|e| e.ecs) {
+            Some(ecs) if ecs.source > 0 => Some(Client {
+                address: ecs.address,
+                prefix: ecs.source,
+                ecs: true,
+            }),
+            // ECS with SOURCE 0 opts out of being located.
+            Some(_) => None,
+            None => Some(Client {
+                address: src.ip(),
+                prefix: if src.is_ipv4() { 32 } else { 128 },
+                ecs: false,
+            }),
+        };
+        let query = Query {
+            name: &name[..dotted],
+            qtype: q.qtype,
+            client,
+        };
+        let snapshot = &published.snapshot;
+        let response = snapshot.resolve(&query, &mut self.picker);
+        let counters = &self.counters;
+        counters.rcode[response.rcode as usize].fetch_add(1, Ordering::Relaxed);
+        if udp {
+            counters.udp.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.tcp.fetch_add(1, Ordering::Relaxed);
+        }
+        wire::write_response(&mut self.out, &q, dotted, &response, snapshot, udp);
+        if udp && wire::is_truncated(&self.out) {
+            self.counters.truncated.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(&self.out)
+    }
+
+    fn count(&self, rcode: Rcode) {
+        self.counters.rcode[rcode as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn rcode_of(reject: &Reject<'_>) -> Rcode {
+    match reject {
+        Reject::Error { rcode, .. } => *rcode,
+        // BADVERS is an extended code; count it with FORMERR.
+        Reject::Ignore | Reject::BadVersion { .. } => Rcode::FormErr,
+    }
+}
+
+pub(crate) async fn serve_udp(socket: UdpSocket, mut answerer: Answerer) {
+    // EDNS clients may send up to 64 KiB; halo needs far less, but a larger
+    // datagram must not be cut silently into something that parses.
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, src) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on Linux; keep going.
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        if let Some(reply) = answerer.answer(&buf[..n], src, true) {
+            if let Err(e) = socket.send_to(reply, src).await {
+                tracing::debug!(client = %src, error = %e, "UDP send failed");
+            }
+        }
+    }
+}
+
+pub(crate) async fn serve_tcp(listener: TcpListener, make: impl Fn() -> Answerer) {
+    loop {
+        let (stream, src) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "DNS TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let answerer = make();
+        tokio::spawn(tcp_connection(stream, src, answerer));
+    }
+}
+
+/// Length-prefixed messages, several per connection (RFC 7766), answered in order.
+async fn tcp_connection(mut stream: TcpStream, src: SocketAddr, mut answerer: Answerer) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 512];
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let n = usize::from(u16::from_be_bytes(len));
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf[..n])).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let Some(reply) = answerer.answer(&buf[..n], src, false) else {
+            continue;
+        };
+        let Ok(rlen) = u16::try_from(reply.len()) else {
+            return;
+        };
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&rlen.to_be_bytes());
+        framed.extend_from_slice(reply);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The authoritative server on the wire, asked by `dig` (Debian's bind9-dnsutils)
+//! and by raw sockets for what dig will not send.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use halo_dns::Dns;
+use halo_dns::wire::HEADER;
+use halo_health::{HealthHub, Registry};
+
+const CONFIG: &str = r#"
+[node]
+name = "east-1"
+site = "east"
+[gslb]
+zone = "global.example.com"
+listen = ["127.0.0.1:0"]
+nameservers = ["ns1.global.example.com", "ns.example.net"]
+sites = ["east", "west"]
+default_ttl = "30s"
+  [[gslb.service]]
+  name = "app"
+  ttl = "10s"
+    [[gslb.service.endpoint]]
+    address = "192.0.2.20"
+    [[gslb.service.endpoint]]
+    address = "2001:db8::20"
+  [[gslb.service]]
+  name = "geo"
+  strategy = "geo"
+  failover_order = ["east", "west"]
+    [[gslb.service.endpoint]]
+    address = "192.0.2.30"
+    [[gslb.service.endpoint]]
+    address = "198.51.100.30"
+    site = "west"
+  [[gslb.service]]
+  name = "v6only"
+    [[gslb.service.endpoint]]
+    address = "2001:db8::99"
+  [[gslb.service]]
+  name = "zero"
+  ttl = "0s"
+    [[gslb.service.endpoint]]
+    address = "192.0.2.40"
+  [[gslb.geo]]
+  cidr = "198.51.100.0/24"
+  site = "west"
+  [[gslb.record]]
+  name = "ns1"
+  type = "A"
+  value = "192.0.2.53"
+  [[gslb.record]]
+  name = "www"
+  type = "CNAME"
+  value = "app"
+  [[gslb.record]]
+  name = "@"
+  type = "MX"
+  value = "10 mail.example.net."
+  [[gslb.record]]
+  name = "@"
+  type = "TXT"
+  value = "v=spf1 -all"
+  [[gslb.record]]
+  name = "_sip._udp"
+  type = "SRV"
+  value = "0 5 5060 sip.example.net."
+  [[gslb.record]]
+  name = "static"
+  type = "AAAA"
+  value = "2001:db8::53"
+"#;
+
+fn big_service() -> String {
+    // 120 addresses: beyond 512 bytes and beyond 1232, so UDP truncates.
+    let mut s = String::from("  [[gslb.service]]\n  name = \"big\"\n");
+    for i in 0..120 {
+        s.push_str(&format!(
+            "    [[gslb.service.endpoint]]\n    address = \"10.0.{}.{}\"\n",
+            i / 200,
+            i % 200 + 1
+        ));
+    }
+    s
+}
+
+struct Server {
+    dns: Dns,
+    _registry: Registry,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start() -> Self {
+        let text = format!("{CONFIG}{}", big_service());
+        let config = halo_config::parse(Path::new("dig.toml"), &text).expect("valid config");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (dns, registry) = rt.block_on(async {
+            let mut registry = Registry::new(HealthHub::new(1));
+            registry.apply(&config);
+            (
+                Dns::start(&config, &registry, 1, 1).expect("starts"),
+                registry,
+            )
+        });
+        Self {
+            dns,
+            _registry: registry,
+            _rt: rt,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.dns.bound()[0]
+    }
+
+    fn dig(&self, args: &str) -> String {
+        let out = Command::new("dig")
+            .arg(format!("@{}", self.addr().ip()))
+            .arg("-p")
+            .arg(self.addr().port().to_string())
+            .args(["+norec", "+tries=1", "+time=2"])
+            .args(args.split_whitespace())
+            .output()
+            .expect("dig runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// dig is a Debian package the test script installs; outside CI and as
+/// non-root a missing dig skips (and says so).
+fn have_dig() -> bool {
+    if Command::new("dig").arg("-v").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "dig is missing in CI: scripts/test installs bind9-dnsutils"
+    );
+    #[allow(clippy::print_stderr, reason = "a skipped test says so")]
+    {
+        eprintln!("SKIPPED: dig not installed (apt-get install bind9-dnsutils)");
+    }
+    false
+}
+
+fn status(out: &str) -> &str {
+    out.split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("?")
+}
+
+/// The records of a section, whitespace collapsed (dig aligns with tabs or
+/// spaces depending on the name's length).
+fn section(out: &str, name: &str) -> Vec<String> {
+    let marker = format!(";; {name} SECTION:");
+    let Some(start) = out.find(&marker) else {
+        return Vec::new();
+    };
+    out[start + marker.len()..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn answers_a_and_aaaa_with_aa_and_the_service_ttl() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("app.global.example.com A");
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(out.contains("flags: qr aa;"), "{out}");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["app.global.example.com. 10 IN A 192.0.2.20"],
+        "{out}"
+    );
+    let out = s.dig("app.global.example.com AAAA");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["app.global.example.com. 10 IN AAAA 2001:db8::20"],
+        "{out}"
+    );
+    // TTL 0 is kept (k8gb rewrites 0 to 30).
+    let out = s.dig("zero.global.example.com A");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["zero.global.example.com. 0 IN A 192.0.2.40"],
+        "{out}"
+    );
+}
+
+#[test]
+fn echoes_the_query_case() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("ApP.GLOBAL.Example.COM A");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["ApP.GLOBAL.Example.COM. 10 IN A 192.0.2.20"],
+        "{out}"
+    );
+}
+
+#[test]
+fn soa_ns_and_glue_at_the_apex() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("global.example.com SOA");
+    let soa = section(&out, "ANSWER");
+    assert_eq!(soa.len(), 1, "{out}");
+    assert!(
+        soa[0].starts_with(
+            "global.example.com. 30 IN SOA ns1.global.example.com. hostmaster.global.example.com. "
+        ),
+        "{out}"
+    );
+    let out = s.dig("global.example.com NS");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec![
+            "global.example.com. 30 IN NS ns1.global.example.com.",
+            "global.example.com. 30 IN NS ns.example.net.",
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "ADDITIONAL"),
+        vec!["ns1.global.example.com. 30 IN A 192.0.2.53"],
+        "{out}"
+    );
+}
+
+#[test]
+fn nxdomain_and_nodata_carry_the_soa() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("nothing.global.example.com A");
+    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    assert!(out.contains("flags: qr aa;"), "{out}");
+    let auth = section(&out, "AUTHORITY");
+    assert!(auth.len() == 1 && auth[0].contains(" SOA "), "{out}");
+    // A name that exists, without that type.
+    let out = s.dig("v6only.global.example.com A");
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(section(&out, "ANSWER").is_empty(), "{out}");
+    assert!(section(&out, "AUTHORITY")[0].contains(" SOA "), "{out}");
+    let out = s.dig("app.global.example.com MX");
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(section(&out, "AUTHORITY")[0].contains(" SOA "), "{out}");
+}
+
+#[test]
+fn refuses_names_outside_the_zone() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    for name in ["example.com", "example.org", "xglobal.example.com", "."] {
+        let out = s.dig(&format!("{name} A"));
+        assert_eq!(status(&out), "REFUSED", "{name}: {out}");
+        assert!(!out.contains(" aa"), "{out}");
+    }
+}
+
+#[test]
+fn static_records_of_every_type() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let cases = [
+        (
+            "www.global.example.com A",
+            "www.global.example.com. 30 IN CNAME app.global.example.com.",
+        ),
+        (
+            "global.example.com MX",
+            "global.example.com. 30 IN MX 10 mail.example.net.",
+        ),
+        (
+            "global.example.com TXT",
+            "global.example.com. 30 IN TXT \"v=spf1 -all\"",
+        ),
+        (
+            "_sip._udp.global.example.com SRV",
+            "_sip._udp.global.example.com. 30 IN SRV 0 5 5060 sip.example.net.",
+        ),
+        (
+            "static.global.example.com AAAA",
+            "static.global.example.com. 30 IN AAAA 2001:db8::53",
+        ),
+    ];
+    for (q, want) in cases {
+        let out = s.dig(q);
+        assert_eq!(section(&out, "ANSWER"), vec![want], "{q}: {out}");
+    }
+}
+
+#[test]
+fn any_is_answered_minimally() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("app.global.example.com ANY");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["app.global.example.com. 10 IN A 192.0.2.20"],
+        "{out}"
+    );
+    let out = s.dig("global.example.com ANY");
+    assert_eq!(section(&out, "ANSWER").len(), 1, "{out}");
+}
+
+#[test]
+fn edns_is_advertised_and_unknown_versions_get_badvers() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("app.global.example.com A");
+    assert!(
+        out.contains("; EDNS: version: 0, flags:; udp: 1232"),
+        "{out}"
+    );
+    let out = s.dig("app.global.example.com A +noedns");
+    assert!(!out.contains("OPT PSEUDOSECTION"), "{out}");
+    let out = s.dig("app.global.example.com A +edns=1 +noednsneg");
+    assert_eq!(status(&out), "BADVERS", "{out}");
+    let out = s.dig("app.global.example.com A +dnssec");
+    assert!(
+        out.contains("; EDNS: version: 0, flags: do; udp: 1232"),
+        "{out}"
+    );
+}
+
+#[test]
+fn big_answers_truncate_over_udp_and_come_whole_over_tcp() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("big.global.example.com A +ignore +noedns");
+    assert!(out.contains("flags: qr aa tc;"), "{out}");
+    assert!(section(&out, "ANSWER").is_empty(), "{out}");
+    let out = s.dig("big.global.example.com A +ignore +bufsize=1232");
+    assert!(out.contains(" tc;"), "{out}");
+    // dig retries over TCP by itself without +ignore.
+    let out = s.dig("big.global.example.com A");
+    assert_eq!(section(&out, "ANSWER").len(), 120, "{out}");
+    let out = s.dig("big.global.example.com A +tcp");
+    assert_eq!(section(&out, "ANSWER").len(), 120, "{out}");
+}
+
+#[test]
+fn tcp_carries_several_queries_per_connection() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    // +keepopen: dig sends every query on one TCP connection.
+    let out = s.dig(
+        "+tcp +keepopen app.global.example.com A zero.global.example.com A global.example.com SOA",
+    );
+    assert_eq!(out.matches("status: NOERROR").count(), 3, "{out}");
+}
+
+#[test]
+fn client_subnet_picks_the_site_and_sets_the_scope() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("geo.global.example.com A +subnet=198.51.100.7/32");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["geo.global.example.com. 30 IN A 198.51.100.30"],
+        "{out}"
+    );
+    assert!(out.contains("CLIENT-SUBNET: 198.51.100.7/32/24"), "{out}");
+    let out = s.dig("geo.global.example.com A +subnet=203.0.113.0/24");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["geo.global.example.com. 30 IN A 192.0.2.30"],
+        "{out}"
+    );
+    assert!(out.contains("CLIENT-SUBNET: 203.0.113.0/24/"), "{out}");
+    // SOURCE 0: not located; the failover order answers, scope 0.
+    let out = s.dig("geo.global.example.com A +subnet=0.0.0.0/0");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["geo.global.example.com. 30 IN A 192.0.2.30"],
+        "{out}"
+    );
+    assert!(out.contains("CLIENT-SUBNET: 0.0.0.0/0/0"), "{out}");
+}
+
+#[test]
+fn localtargets_names_the_site_for_peers() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("localtargets-geo.global.example.com A");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        vec!["localtargets-geo.global.example.com. 30 IN A 192.0.2.30"],
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "ADDITIONAL"),
+        vec!["localtargets-geo.global.example.com. 30 IN TXT \"site=east\""],
+        "{out}"
+    );
+}
+
+#[test]
+fn opcodes_other_than_query_get_notimp() {
+    if !have_dig() {
+        return;
+    }
+    let s = Server::start();
+    let out = s.dig("app.global.example.com A +opcode=status");
+    assert_eq!(status(&out), "NOTIMP", "{out}");
+}
+
+/// Raw bytes dig will not send. Each gets FORMERR (with the ID echoed) or no
+/// answer at all, and the server keeps answering afterwards.
+#[test]
+fn malformed_queries_get_formerr_or_nothing() {
+    let s = Server::start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let good = halo_dns::wire::build_query(0x1234, "app.global.example.com", 1, 0);
+    let ask = |msg: &[u8]| -> Option<Vec<u8>> {
+        sock.send_to(msg, s.addr()).unwrap();
+        let mut buf = [0u8; 2048];
+        sock.recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| buf[..n].to_vec())
+    };
+    let rcode = |r: &[u8]| r[3] & 0x0F;
+    // Sanity: the well-formed one works.
+    assert_eq!(rcode(&ask(&good).unwrap()), 0);
+    // Too short for a header: silence.
+    assert_eq!(ask(&good[..5]), None);
+    // A response (QR set): silence, so servers cannot ping-pong errors.
+    let mut resp = good.clone();
+    resp[2] |= 0x80;
+    assert_eq!(ask(&resp), None);
+    let formerr = |msg: Vec<u8>, what: &str| {
+        let r = ask(&msg).unwrap_or_else(|| panic!("{what}: no reply"));
+        assert_eq!(&r[..2], &msg[..2], "{what}: ID echoed");
+        assert_eq!(rcode(&r), 1, "{what}: FORMERR");
+    };
+    // Truncated inside the question.
+    formerr(good[..20].to_vec(), "cut question");
+    // QDCOUNT 2.
+    let mut m = good.clone();
+    m[5] = 2;
+    formerr(m, "two questions");
+    // Label length running past the end.
+    let mut m = good.clone();
+    m[12] = 60;
+    formerr(m, "label overruns");
+    // A compression pointer in the question.
+    let mut m = good[..12].to_vec();
+    m.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1]);
+    formerr(m, "pointer in question");
+    // ARCOUNT says 2 but one record follows.
+    let mut m = good.clone();
+    m[11] = 2;
+    formerr(m, "missing additional");
+    // Trailing garbage.
+    let mut m = good.clone();
+    m.extend_from_slice(b"junk");
+    formerr(m, "trailing bytes");
+    // ECS with a non-zero scope in a query (RFC 7871 §6).
+    let mut m = good[..good.len() - 11].to_vec();
+    m.extend_from_slice(&[
+        0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 8, 198, 51, 100,
+    ]);
+    m[11] = 1;
+    formerr(m, "ECS scope set");
+    // Every prefix of a valid query: never a crash, and the server still answers.
+    for cut in HEADER..good.len() {
+        let _ = ask(&good[..cut]);
+    }
+    assert_eq!(rcode(&ask(&good).unwrap()), 0);
+}

@@ -1,0 +1,237 @@
+//! What the other sites' nodes publish, and for how long to believe it.
+//!
+//! Each peer is asked for `localtargets-<service>` (A and AAAA) every
+//! `peer_interval`; halo-dns does the asking (in parallel, with a timeout and one
+//! retry) and reports here. The rule that k8gb lacks: a peer that does not
+//! answer is *unreachable*, not *unhealthy*. Its last answer keeps counting
+//! until `peer_stale_after` has passed since it last answered; only an answer
+//! (even an empty one) changes what the peer's site has.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Address family of a query and its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// A records.
+    V4,
+    /// AAAA records.
+    V6,
+}
+
+impl Family {
+    /// Whether `a` is of this family.
+    #[must_use]
+    pub fn matches(self, a: IpAddr) -> bool {
+        matches!(
+            (self, a),
+            (Self::V4, IpAddr::V4(_)) | (Self::V6, IpAddr::V6(_))
+        )
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::V4 => 0,
+            Self::V6 => 1,
+        }
+    }
+}
+
+/// The outcome of one peer query (after its retry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerResult {
+    /// The peer answered: these are its site's healthy endpoints of the family
+    /// (empty: none, the site is down for this service). `site` is the site the
+    /// peer named in its answer, if it did.
+    Answer {
+        /// Addresses answered.
+        addresses: Vec<IpAddr>,
+        /// Site the peer says it is in.
+        site: Option<String>,
+    },
+    /// No usable answer: timeout, refused, SERVFAIL, garbage.
+    Unreachable,
+}
+
+/// One peer's view of one service and family.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    addresses: Vec<IpAddr>,
+    /// When the peer last answered this; None = never.
+    answered: Option<Instant>,
+    /// Failed since the last answer.
+    failing: bool,
+}
+
+/// One peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its DNS address.
+    pub address: SocketAddr,
+    /// Its site, configured or learned from its answers.
+    pub site: Option<String>,
+    /// Whether the site came from the config (then answers do not change it).
+    configured_site: bool,
+    /// Per service, per family.
+    known: Vec<[Known; 2]>,
+    /// When it last answered anything.
+    pub last_answer: Option<Instant>,
+    /// Whether the last query of any kind failed.
+    pub unreachable: bool,
+}
+
+/// Every peer's last word on every service.
+#[derive(Debug, Clone)]
+pub struct PeerTable {
+    peers: Vec<Peer>,
+    stale_after: Duration,
+}
+
+/// What [`PeerTable::expire`] and [`PeerTable::on_result`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Changed {
+    /// The set of addresses some service has from peers changed.
+    pub endpoints: bool,
+}
+
+impl PeerTable {
+    /// Peers from the config, none heard from yet, for `services` services.
+    #[must_use]
+    pub fn new(peers: &[halo_config::Peer], services: usize, stale_after: Duration) -> Self {
+        Self {
+            peers: peers
+                .iter()
+                .map(|p| Peer {
+                    address: p.address,
+                    site: p.site.clone(),
+                    configured_site: p.site.is_some(),
+                    known: vec![Default::default(); services],
+                    last_answer: None,
+                    unreachable: false,
+                })
+                .collect(),
+            stale_after,
+        }
+    }
+
+    /// The peers, in config order.
+    #[must_use]
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// Keeps what is known about peers and services that are still configured
+    /// (by address and service name), for a reload.
+    pub fn carry_over(&mut self, old: &Self, old_services: &[String], new_services: &[String]) {
+        for p in &mut self.peers {
+            let Some(o) = old.peers.iter().find(|o| o.address == p.address) else {
+                continue;
+            };
+            if !p.configured_site {
+                p.site.clone_from(&o.site);
+            }
+            p.last_answer = o.last_answer;
+            p.unreachable = o.unreachable;
+            for (i, name) in new_services.iter().enumerate() {
+                if let Some(j) = old_services.iter().position(|n| n == name) {
+                    p.known[i].clone_from(&o.known[j]);
+                }
+            }
+        }
+    }
+
+    /// Records the outcome of asking `peer` about `service`'s `family`.
+    pub fn on_result(
+        &mut self,
+        peer: usize,
+        service: usize,
+        family: Family,
+        result: PeerResult,
+        now: Instant,
+    ) -> Changed {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return Changed::default();
+        };
+        let Some(k) = p.known.get_mut(service).map(|k| &mut k[family.index()]) else {
+            return Changed::default();
+        };
+        match result {
+            PeerResult::Answer {
+                mut addresses,
+                site,
+            } => {
+                addresses.retain(|a| family.matches(*a));
+                addresses.sort_unstable();
+                addresses.dedup();
+                // "Not heard from" and "heard: none" both give no endpoints, so
+                // only a different list is a change.
+                let changed = k.addresses != addresses;
+                k.addresses = addresses;
+                k.answered = Some(now);
+                k.failing = false;
+                p.last_answer = Some(now);
+                p.unreachable = false;
+                if let (Some(s), false) = (site, p.configured_site) {
+                    p.site = Some(s);
+                }
+                Changed { endpoints: changed }
+            }
+            PeerResult::Unreachable => {
+                k.failing = true;
+                p.unreachable = true;
+                Changed::default()
+            }
+        }
+    }
+
+    /// Drops answers older than `peer_stale_after` from peers that stopped
+    /// answering.
+    pub fn expire(&mut self, now: Instant) -> Changed {
+        let mut changed = Changed::default();
+        for p in &mut self.peers {
+            for k in p.known.iter_mut().flatten() {
+                let stale = k.failing
+                    && k.answered
+                        .is_some_and(|t| now.saturating_duration_since(t) >= self.stale_after);
+                if stale && !k.addresses.is_empty() {
+                    k.addresses.clear();
+                    changed.endpoints = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// When the next answer could go stale, for the caller's timer.
+    #[must_use]
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.peers
+            .iter()
+            .flat_map(|p| p.known.iter().flatten())
+            .filter(|k| k.failing && !k.addresses.is_empty())
+            .filter_map(|k| k.answered.map(|t| t + self.stale_after))
+            .min()
+    }
+
+    /// Every (address, site name) peers currently publish for `service`.
+    pub fn endpoints(&self, service: usize) -> impl Iterator<Item = (IpAddr, Option<&str>)> {
+        self.peers.iter().flat_map(move |p| {
+            p.known
+                .get(service)
+                .into_iter()
+                .flatten()
+                .flat_map(|k| k.addresses.iter().copied())
+                .map(move |a| (a, p.site.as_deref()))
+        })
+    }
+
+    /// Whether any peer's last answer about `service` is being kept although
+    /// the peer does not answer (for status).
+    #[must_use]
+    pub fn is_holding(&self, peer: usize, service: usize) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.known.get(service))
+            .is_some_and(|k| k.iter().any(|k| k.failing && !k.addresses.is_empty()))
+    }
+}

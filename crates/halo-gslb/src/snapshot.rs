@@ -1,0 +1,331 @@
+//! The state of every service at one moment, and how a query is answered from it.
+//!
+//! A [`Snapshot`] is immutable: the I/O side builds a new one whenever local
+//! health or a peer's answer changes and swaps it in; queries read whichever
+//! one is current. [`Snapshot::resolve`] is the whole answering logic; it
+//! borrows everything it returns, so answering does not allocate.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use halo_config::{EndpointHealth, StaticRecord};
+
+use crate::peers::{Family, PeerTable};
+use crate::rtype;
+use crate::select::{Choice, Client, Picker, choose};
+use crate::zone::{Found, SiteId, Zone};
+
+/// One endpoint of a service as it stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointState {
+    /// Address answered.
+    pub address: IpAddr,
+    /// Its site.
+    pub site: SiteId,
+    /// For `weighted` (peer-learned endpoints have 1 unless configured).
+    pub weight: u16,
+    /// Whether answers may carry it.
+    pub healthy: bool,
+}
+
+/// One question, as halo-dns parsed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'q> {
+    /// Lower-case dotted name without the trailing dot.
+    pub name: &'q [u8],
+    /// Record type asked.
+    pub qtype: u16,
+    /// Who asks (for geo).
+    pub client: Option<Client>,
+}
+
+/// Response code (RFC 1035 §4.1.1, RFC 6895).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Rcode {
+    /// No error.
+    NoError = 0,
+    /// Malformed query.
+    FormErr = 1,
+    /// Server failure (also `when_all_down = "servfail"`).
+    ServFail = 2,
+    /// No such name.
+    NxDomain = 3,
+    /// Opcode not implemented.
+    NotImp = 4,
+    /// Not our zone.
+    Refused = 5,
+}
+
+/// The answer section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// Nothing (NODATA, NXDOMAIN, errors).
+    None,
+    /// The records of `records` whose type is `rtype`.
+    Records {
+        /// Records at the name.
+        records: &'a [StaticRecord],
+        /// The type to write.
+        rtype: u16,
+    },
+    /// A service's chosen addresses.
+    Addresses {
+        /// TTL of each.
+        ttl: u32,
+        /// Addresses, in order.
+        addresses: &'a [IpAddr],
+    },
+    /// The zone's SOA.
+    Soa,
+    /// The zone's NS records.
+    Ns,
+    /// `localtargets-` TXT: this node's site, `"site=<name>"`.
+    SiteTxt,
+}
+
+/// The authority section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// Nothing.
+    None,
+    /// The SOA (negative answers, RFC 2308).
+    Soa,
+}
+
+/// What to reply to one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response<'a> {
+    /// Response code.
+    pub rcode: Rcode,
+    /// AA flag: set for every name inside the zone.
+    pub authoritative: bool,
+    /// Answer section.
+    pub answer: Answer<'a>,
+    /// Authority section.
+    pub authority: Authority,
+    /// Additional section: glue of the name servers (NS answers).
+    pub glue: bool,
+    /// Additional section: this node's site as a TXT (`localtargets-` answers),
+    /// so a halo peer learns which site the addresses belong to.
+    pub site_txt: bool,
+    /// ECS scope prefix length for the reply (0: not subnet-specific).
+    pub ecs_scope: u8,
+}
+
+impl Response<'_> {
+    fn new(rcode: Rcode, answer: Answer<'_>, authority: Authority) -> Response<'_> {
+        Response {
+            rcode,
+            authoritative: true,
+            answer,
+            authority,
+            glue: false,
+            site_txt: false,
+            ecs_scope: 0,
+        }
+    }
+
+    fn nodata() -> Self {
+        Response::new(Rcode::NoError, Answer::None, Authority::Soa)
+    }
+}
+
+/// Health of every service at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The zone it answers for.
+    pub zone: Arc<Zone>,
+    /// SOA serial; the I/O side raises it with every new snapshot.
+    pub serial: u32,
+    /// Per service: configured endpoints, then those only peers publish.
+    pub services: Vec<Vec<EndpointState>>,
+    /// Per service: this node's healthy local endpoints (`localtargets-`).
+    pub local: Vec<Vec<IpAddr>>,
+}
+
+impl Snapshot {
+    /// The state given local health (`local_up(service, endpoint)` for
+    /// endpoints whose health is a pool or a check) and what peers publish.
+    pub fn build(
+        zone: Arc<Zone>,
+        serial: u32,
+        local_up: &dyn Fn(usize, usize) -> bool,
+        peers: &PeerTable,
+    ) -> Self {
+        let mut services = Vec::with_capacity(zone.services.len());
+        let mut local = Vec::with_capacity(zone.services.len());
+        for (si, svc) in zone.services.iter().enumerate() {
+            let mut eps: Vec<EndpointState> = svc
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(ei, e)| EndpointState {
+                    address: e.address,
+                    site: e.site,
+                    weight: e.weight,
+                    healthy: match &e.health {
+                        EndpointHealth::Always => true,
+                        EndpointHealth::Peers => peers.endpoints(si).any(|(a, _)| a == e.address),
+                        EndpointHealth::Pool(_) | EndpointHealth::Check(_) => local_up(si, ei),
+                    },
+                })
+                .collect();
+            for (address, site) in peers.endpoints(si) {
+                if !eps.iter().any(|e| e.address == address) {
+                    eps.push(EndpointState {
+                        address,
+                        site: site.map_or(crate::zone::UNKNOWN_SITE, |s| zone.site_id(s)),
+                        weight: 1,
+                        healthy: true,
+                    });
+                }
+            }
+            local.push(
+                svc.endpoints
+                    .iter()
+                    .zip(&eps)
+                    .filter(|(def, state)| def.local && state.healthy)
+                    .map(|(_, state)| state.address)
+                    .collect(),
+            );
+            services.push(eps);
+        }
+        Self {
+            zone,
+            serial,
+            services,
+            local,
+        }
+    }
+
+    /// The reply to `query`. Chosen addresses live in `picker` until its next use.
+    pub fn resolve<'a>(&'a self, query: &Query<'_>, picker: &'a mut Picker) -> Response<'a> {
+        let qtype = query.qtype;
+        match self.zone.lookup(query.name) {
+            Found::OutOfZone => Response {
+                authoritative: false,
+                ..Response::new(Rcode::Refused, Answer::None, Authority::None)
+            },
+            Found::NxDomain => Response::new(Rcode::NxDomain, Answer::None, Authority::Soa),
+            Found::Apex(records) => match qtype {
+                rtype::SOA | rtype::ANY => {
+                    Response::new(Rcode::NoError, Answer::Soa, Authority::None)
+                }
+                rtype::NS => Response {
+                    glue: true,
+                    ..Response::new(Rcode::NoError, Answer::Ns, Authority::None)
+                },
+                _ => static_answer(records, qtype),
+            },
+            Found::Static(records) => static_answer(records, qtype),
+            Found::LocalTargets(i) => {
+                let answer = match qtype {
+                    rtype::A | rtype::AAAA | rtype::ANY => {
+                        let family = family_of(qtype, &self.local[i]);
+                        picker.out.clear();
+                        picker
+                            .out
+                            .extend(self.local[i].iter().filter(|a| family.matches(**a)));
+                        Answer::Addresses {
+                            ttl: self.zone.services[i].ttl,
+                            addresses: &picker.out,
+                        }
+                    }
+                    rtype::TXT => Answer::SiteTxt,
+                    _ => Answer::None,
+                };
+                Response {
+                    site_txt: !matches!(answer, Answer::SiteTxt),
+                    ..Response::new(Rcode::NoError, answer, soa_if_empty(answer))
+                }
+            }
+            Found::Service(i) => {
+                if !matches!(qtype, rtype::A | rtype::AAAA | rtype::ANY) {
+                    return Response::nodata();
+                }
+                let svc = &self.zone.services[i];
+                let eps = &self.services[i];
+                let family = if qtype == rtype::ANY {
+                    // RFC 8482: one RRset; the A one unless there is only IPv6.
+                    if eps.iter().any(|e| e.address.is_ipv4()) {
+                        Family::V4
+                    } else {
+                        Family::V6
+                    }
+                } else {
+                    family_of(qtype, &[])
+                };
+                match choose(
+                    svc,
+                    eps,
+                    family,
+                    query.client.as_ref(),
+                    &self.zone.geo,
+                    picker,
+                ) {
+                    Choice::Addresses { scope, .. } => {
+                        let answer = Answer::Addresses {
+                            ttl: svc.ttl,
+                            addresses: &picker.out,
+                        };
+                        Response {
+                            ecs_scope: scope,
+                            ..Response::new(Rcode::NoError, answer, soa_if_empty(answer))
+                        }
+                    }
+                    Choice::NxDomain => {
+                        Response::new(Rcode::NxDomain, Answer::None, Authority::Soa)
+                    }
+                    Choice::ServFail => {
+                        Response::new(Rcode::ServFail, Answer::None, Authority::None)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn family_of(qtype: u16, addrs: &[IpAddr]) -> Family {
+    match qtype {
+        rtype::AAAA => Family::V6,
+        rtype::ANY if !addrs.is_empty() && addrs.iter().all(IpAddr::is_ipv6) => Family::V6,
+        _ => Family::V4,
+    }
+}
+
+fn soa_if_empty(answer: Answer<'_>) -> Authority {
+    match answer {
+        Answer::None | Answer::Addresses { addresses: [], .. } => Authority::Soa,
+        _ => Authority::None,
+    }
+}
+
+/// Static records of `qtype` at a name; a CNAME answers every type; ANY gets
+/// one RRset.
+fn static_answer(records: &[StaticRecord], qtype: u16) -> Response<'_> {
+    let has = |t: u16| records.iter().any(|r| r.data.rtype() == t);
+    let rtype = if has(rtype::CNAME) {
+        rtype::CNAME
+    } else if qtype == rtype::ANY {
+        match records.first() {
+            Some(r) => r.data.rtype(),
+            None => return Response::nodata(),
+        }
+    } else if has(qtype) {
+        qtype
+    } else {
+        return Response::nodata();
+    };
+    Response::new(
+        Rcode::NoError,
+        Answer::Records { records, rtype },
+        Authority::None,
+    )
+}
+
+/// Convenience for tests and status: the TXT data that names this site.
+#[must_use]
+pub fn site_txt(zone: &Zone) -> String {
+    format!("site={}", zone.site_name(zone.site))
+}
