@@ -11,6 +11,7 @@ use std::sync::Arc;
 use halo_gslb::{Answer, Client, PeerTable, Picker, Query, Rcode, Snapshot, Zone, rtype};
 
 /// One scenario.
+#[derive(Clone, Copy)]
 struct Case<'a> {
     /// `[[gslb.service]]` body (name = "svc" is added) and its endpoints, TOML.
     service: &'a str,
