@@ -1164,7 +1164,7 @@ impl Validator<'_, '_> {
         } else {
             format!("{text}.{zone}")
         };
-        if !is_domain_name(&name.replace('*', "x")) {
+        if !is_domain_name(&name) {
             self.r.error_hint(
                 value.span(),
                 format!("record name \"{text}\" is not a DNS name"),

@@ -378,7 +378,9 @@ async fn exchange_udp(
     socket.connect(peer).await.ok()?;
     socket.send(query).await.ok()?;
     let deadline = Instant::now() + timeout;
-    let mut buf = vec![0u8; 65_535];
+    // halo asks with an OPT of 1232 bytes, so a reply is at most that; a larger
+    // datagram is cut and fails to parse, which counts as no answer.
+    let mut buf = vec![0u8; 4096];
     loop {
         let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
             .await

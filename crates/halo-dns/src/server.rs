@@ -160,21 +160,13 @@ impl Answerer {
                 tracing::info!(client = %src, "NOTIFY from an address that is not a peer refused");
             }
             self.count(rcode);
-            wire::write_notify_reply(&mut self.out, &q, rcode);
+            wire::write_bare(&mut self.out, &q, rcode, true);
             return Some(&self.out);
         }
         // Only class IN; zone transfers are not offered.
         if q.qclass != 1 || matches!(q.qtype, 251 | 252) {
             self.count(Rcode::Refused);
-            let reject = Reject::Error {
-                id: q.id,
-                opcode: q.opcode,
-                flags: 0x0100 & u16::from_be_bytes([msg[2], msg[3]]),
-                question: Some(q.question),
-                rcode: Rcode::Refused,
-                edns: q.edns.is_some(),
-            };
-            wire::write_reject(&mut self.out, &reject);
+            wire::write_bare(&mut self.out, &q, Rcode::Refused, false);
             return Some(&self.out);
         }
         let client = match q.edns.and_then(|e| e.ecs) {
@@ -265,6 +257,9 @@ pub(crate) async fn serve_tcp(listener: TcpListener, make: impl Fn() -> Answerer
 async fn tcp_connection(mut stream: TcpStream, src: SocketAddr, mut answerer: Answerer) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; 512];
+    // Length prefix + reply, kept for the connection's life: one write per
+    // reply, no allocation per query.
+    let mut framed = Vec::with_capacity(514);
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
@@ -285,7 +280,7 @@ async fn tcp_connection(mut stream: TcpStream, src: SocketAddr, mut answerer: An
         let Ok(rlen) = u16::try_from(reply.len()) else {
             return;
         };
-        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.clear();
         framed.extend_from_slice(&rlen.to_be_bytes());
         framed.extend_from_slice(reply);
         if stream.write_all(&framed).await.is_err() {

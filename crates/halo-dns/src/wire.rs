@@ -567,15 +567,21 @@ pub fn write_reject(out: &mut Vec<u8>, reject: &Reject<'_>) -> bool {
     }
 }
 
-/// A NOTIFY acknowledgement (RFC 1996 §4.7) or refusal.
-pub fn write_notify_reply(out: &mut Vec<u8>, q: &Parsed<'_>, rcode: Rcode) {
+/// A reply with no records to a well-formed message: a NOTIFY acknowledgement
+/// (RFC 1996 §4.7, authoritative) or a refusal; an OPT if the query had one.
+pub fn write_bare(out: &mut Vec<u8>, q: &Parsed<'_>, rcode: Rcode, authoritative: bool) {
+    let aa = if authoritative { FLAG_AA } else { 0 };
     put_head(
         out,
         q.id,
-        OPCODE_NOTIFY,
-        FLAG_AA | rcode as u16,
+        q.opcode,
+        q.flags | aa | rcode as u16,
         Some(q.question),
     );
+    if let Some(e) = q.edns {
+        put_opt(out, 0, e.dnssec_ok, None);
+        set_count(out, 3, 1);
+    }
 }
 
 /// Writes the reply for `q` from `r` into `out` (cleared first). Over UDP the

@@ -1,6 +1,7 @@
 //! The authoritative server on the wire, asked by `dig` (Debian's bind9-dnsutils)
 //! and by raw sockets for what dig will not send.
 
+mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::Command;
@@ -122,7 +123,7 @@ impl Server {
     }
 
     fn dig(&self, args: &str) -> String {
-        let out = Command::new("dig")
+        let out = Command::new("/usr/bin/dig")
             .arg(format!("@{}", self.addr().ip()))
             .arg("-p")
             .arg(self.addr().port().to_string())
@@ -134,21 +135,8 @@ impl Server {
     }
 }
 
-/// dig is a Debian package the test script installs; outside CI and as
-/// non-root a missing dig skips (and says so).
 fn have_dig() -> bool {
-    if Command::new("dig").arg("-v").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "dig is missing in CI: scripts/test installs bind9-dnsutils"
-    );
-    #[allow(clippy::print_stderr, reason = "a skipped test says so")]
-    {
-        eprintln!("SKIPPED: dig not installed (apt-get install bind9-dnsutils)");
-    }
-    false
+    common::have("/usr/bin/dig", "bind9-dnsutils")
 }
 
 fn status(out: &str) -> &str {

@@ -1,6 +1,7 @@
 //! A real resolver in front: Debian's unbound, stub-zoned to halo, answers
 //! clients from halo's zone (what a site's resolvers do in production).
 
+mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -40,18 +41,7 @@ impl Drop for Unbound {
 }
 
 fn have_unbound() -> bool {
-    if Path::new("/usr/sbin/unbound").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "unbound is missing in CI: scripts/test installs it"
-    );
-    #[allow(clippy::print_stderr, reason = "a skipped test says so")]
-    {
-        eprintln!("SKIPPED: unbound not installed (apt-get install unbound)");
-    }
-    false
+    common::have("/usr/sbin/unbound", "unbound")
 }
 
 /// A port nothing listens on: unbound cannot be told port 0, so a port is

@@ -74,8 +74,6 @@ pub struct Peer {
     configured_site: bool,
     /// Per service, per family.
     known: Vec<[Known; 2]>,
-    /// When it last answered anything.
-    pub last_answer: Option<Instant>,
     /// Whether the last query of any kind failed.
     pub unreachable: bool,
 }
@@ -106,7 +104,6 @@ impl PeerTable {
                     site: p.site.clone(),
                     configured_site: p.site.is_some(),
                     known: vec![Default::default(); services],
-                    last_answer: None,
                     unreachable: false,
                 })
                 .collect(),
@@ -130,7 +127,6 @@ impl PeerTable {
             if !p.configured_site {
                 p.site.clone_from(&o.site);
             }
-            p.last_answer = o.last_answer;
             p.unreachable = o.unreachable;
             for (i, name) in new_services.iter().enumerate() {
                 if let Some(j) = old_services.iter().position(|n| n == name) {
@@ -169,7 +165,6 @@ impl PeerTable {
                 k.addresses = addresses;
                 k.answered = Some(now);
                 k.failing = false;
-                p.last_answer = Some(now);
                 p.unreachable = false;
                 if let (Some(s), false) = (site, p.configured_site) {
                     p.site = Some(s);
@@ -223,15 +218,5 @@ impl PeerTable {
                 .flat_map(|k| k.addresses.iter().copied())
                 .map(move |a| (a, p.site.as_deref()))
         })
-    }
-
-    /// Whether any peer's last answer about `service` is being kept although
-    /// the peer does not answer (for status).
-    #[must_use]
-    pub fn is_holding(&self, peer: usize, service: usize) -> bool {
-        self.peers
-            .get(peer)
-            .and_then(|p| p.known.get(service))
-            .is_some_and(|k| k.iter().any(|k| k.failing && !k.addresses.is_empty()))
     }
 }

@@ -67,12 +67,11 @@ impl Picker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
     /// The picker's buffer holds the addresses (maybe none: no data for this
-    /// family). `scope` is the ECS scope prefix for the reply.
+    /// family; with nothing healthy and `when_all_down = "all"`, every
+    /// endpoint). `scope` is the ECS scope prefix for the reply.
     Addresses {
         /// ECS scope prefix length (0: the answer does not depend on the subnet).
         scope: u8,
-        /// Nothing was healthy and these are every endpoint (fail open).
-        fail_open: bool,
     },
     /// Nothing healthy: answer NXDOMAIN.
     NxDomain,
@@ -98,10 +97,7 @@ pub fn choose(
                     endpoints.iter().filter(|e| family.matches(e.address)),
                     picker,
                 );
-                Choice::Addresses {
-                    scope: 0,
-                    fail_open: true,
-                }
+                Choice::Addresses { scope: 0 }
             }
             WhenAllDown::Nxdomain => Choice::NxDomain,
             WhenAllDown::Servfail => Choice::ServFail,
@@ -138,10 +134,7 @@ pub fn choose(
     } else {
         rotated(endpoints.iter().filter(chosen), picker);
     }
-    Choice::Addresses {
-        scope,
-        fail_open: false,
-    }
+    Choice::Addresses { scope }
 }
 
 /// Which endpoints a site-based strategy answers from.

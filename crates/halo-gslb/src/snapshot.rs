@@ -222,7 +222,7 @@ impl Snapshot {
             Found::LocalTargets(i) => {
                 let answer = match qtype {
                     rtype::A | rtype::AAAA | rtype::ANY => {
-                        let family = family_of(qtype, &self.local[i]);
+                        let family = family_of(qtype, self.local[i].iter().copied());
                         picker.out.clear();
                         picker
                             .out
@@ -246,16 +246,7 @@ impl Snapshot {
                 }
                 let svc = &self.zone.services[i];
                 let eps = &self.services[i];
-                let family = if qtype == rtype::ANY {
-                    // RFC 8482: one RRset; the A one unless there is only IPv6.
-                    if eps.iter().any(|e| e.address.is_ipv4()) {
-                        Family::V4
-                    } else {
-                        Family::V6
-                    }
-                } else {
-                    family_of(qtype, &[])
-                };
+                let family = family_of(qtype, eps.iter().map(|e| e.address));
                 match choose(
                     svc,
                     eps,
@@ -286,10 +277,12 @@ impl Snapshot {
     }
 }
 
-fn family_of(qtype: u16, addrs: &[IpAddr]) -> Family {
+/// The family a question asks for. ANY gets one RRset (RFC 8482): the A one,
+/// unless the name has no IPv4 address.
+fn family_of(qtype: u16, mut addresses: impl Iterator<Item = IpAddr>) -> Family {
     match qtype {
         rtype::AAAA => Family::V6,
-        rtype::ANY if !addrs.is_empty() && addrs.iter().all(IpAddr::is_ipv6) => Family::V6,
+        rtype::ANY if !addresses.any(|a| a.is_ipv4()) => Family::V6,
         _ => Family::V4,
     }
 }
@@ -322,10 +315,4 @@ fn static_answer(records: &[StaticRecord], qtype: u16) -> Response<'_> {
         Answer::Records { records, rtype },
         Authority::None,
     )
-}
-
-/// Convenience for tests and status: the TXT data that names this site.
-#[must_use]
-pub fn site_txt(zone: &Zone) -> String {
-    format!("site={}", zone.site_name(zone.site))
 }

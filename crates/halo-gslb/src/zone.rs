@@ -8,8 +8,6 @@ use std::net::IpAddr;
 
 use halo_config::{EndpointHealth, Gslb, IpNet, RecordData, StaticRecord, Strategy, WhenAllDown};
 
-use crate::rtype;
-
 /// Index of a site in [`Zone::sites`].
 pub type SiteId = u16;
 
@@ -134,13 +132,7 @@ impl Zone {
             sites.push(site.to_owned());
             sites.sort();
         }
-        let site_id = |name: &str| -> SiteId {
-            sites
-                .iter()
-                .position(|s| s == name)
-                .and_then(|i| SiteId::try_from(i).ok())
-                .unwrap_or(UNKNOWN_SITE)
-        };
+        let site_id = |name: &str| position(&sites, name);
         let own = site_id(site);
         let apex = gslb.zone.clone();
         let services: Vec<ServiceDef> = gslb
@@ -250,11 +242,7 @@ impl Zone {
     /// The [`SiteId`] of a site name, or [`UNKNOWN_SITE`].
     #[must_use]
     pub fn site_id(&self, name: &str) -> SiteId {
-        self.sites
-            .iter()
-            .position(|s| s == name)
-            .and_then(|i| SiteId::try_from(i).ok())
-            .unwrap_or(UNKNOWN_SITE)
+        position(&self.sites, name)
     }
 
     /// A site's name (`?` for [`UNKNOWN_SITE`]).
@@ -282,20 +270,12 @@ impl Zone {
             Some(Node::LocalTargets(i)) => Found::LocalTargets(*i),
         }
     }
-
-    /// The first record type present among `records`, for a minimal ANY answer
-    /// (RFC 8482 §4.2: one RRset is enough).
-    #[must_use]
-    pub fn any_type(records: &[StaticRecord]) -> Option<u16> {
-        records.first().map(|r| r.data.rtype())
-    }
 }
 
-/// Whether a record type is one halo can have at a static name.
-#[must_use]
-pub fn is_static_type(t: u16) -> bool {
-    matches!(
-        t,
-        rtype::A | rtype::AAAA | rtype::CNAME | rtype::TXT | rtype::MX | rtype::SRV
-    )
+fn position(sites: &[String], name: &str) -> SiteId {
+    sites
+        .iter()
+        .position(|s| s == name)
+        .and_then(|i| SiteId::try_from(i).ok())
+        .unwrap_or(UNKNOWN_SITE)
 }
