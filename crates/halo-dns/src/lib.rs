@@ -10,22 +10,26 @@
 //! ```
 //!
 //! * [`wire`]: parse queries in place, write replies into a reused buffer.
-//! * `server`: the socket loops and the per-query path.
+//! * `server`: the per-query path (`Answerer`) and the TCP loop.
+//! * `udp`: the UDP loop, batched with `recvmmsg`/`sendmmsg`, replying from
+//!   the address asked when bound to a wildcard.
 //! * `control`: snapshots from health and peers; peer polling and NOTIFY.
 
 #![forbid(unsafe_code)]
 
 mod control;
 mod server;
+mod udp;
 pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use halo_config::Config;
 use halo_health::Registry;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 pub use server::{Counters, Published, Stats, Totals};
@@ -122,12 +126,10 @@ impl Dns {
         }
         let mut workers = Vec::new();
         for (i, sockets) in per_worker.into_iter().enumerate() {
-            let published = Arc::clone(&published);
             let counters = stats.add();
-            let notify = notify_tx.clone();
             let worker_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             workers.push(
-                Worker::start(i, sockets, published, counters, notify, worker_seed)
+                Worker::start(i, sockets, &published, &counters, &notify_tx, worker_seed)
                     .map_err(DnsError::Thread)?,
             );
         }
@@ -221,75 +223,105 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, std::net
     Ok((udp.into(), tcp.into()))
 }
 
-/// One thread answering on its own copy of every listen address.
+/// One worker: a thread per UDP socket (blocking, batched: `udp`) and one
+/// thread with a small runtime for the TCP listeners, each on its own copy
+/// of every listen address.
 #[derive(Debug)]
 struct Worker {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    tcp_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Handles on the UDP sockets, to wake their blocked receives on stop.
+    udp_sockets: Vec<std::net::UdpSocket>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
     fn start(
         index: usize,
         sockets: Vec<(std::net::UdpSocket, std::net::TcpListener)>,
-        published: Arc<ArcSwap<Published>>,
-        counters: Arc<Counters>,
-        notify: UnboundedSender<std::net::IpAddr>,
+        published: &Arc<ArcSwap<Published>>,
+        counters: &Arc<Counters>,
+        notify: &UnboundedSender<std::net::IpAddr>,
         seed: u64,
     ) -> std::io::Result<Self> {
+        let make = {
+            let published = Arc::clone(published);
+            let counters = Arc::clone(counters);
+            let notify = notify.clone();
+            move |s: u64| {
+                Answerer::new(
+                    Arc::clone(&published),
+                    Arc::clone(&counters),
+                    notify.clone(),
+                    s,
+                )
+            }
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("halo-dns-{index}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    for (n, (udp, tcp)) in sockets.into_iter().enumerate() {
-                        let make = {
-                            let published = Arc::clone(&published);
-                            let counters = Arc::clone(&counters);
-                            let notify = notify.clone();
-                            move |s: u64| {
-                                Answerer::new(
-                                    Arc::clone(&published),
-                                    Arc::clone(&counters),
-                                    notify.clone(),
-                                    s,
-                                )
-                            }
-                        };
-                        match (UdpSocket::from_std(udp), TcpListener::from_std(tcp)) {
-                            (Ok(u), Ok(t)) => {
-                                tokio::spawn(server::serve_udp(u, make(seed ^ n as u64)));
-                                let counter = std::sync::atomic::AtomicU64::new(seed);
-                                tokio::spawn(server::serve_tcp(t, move || {
-                                    make(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                                }));
-                            }
-                            (Err(e), _) | (_, Err(e)) => {
-                                tracing::error!(error = %e, "cannot serve DNS socket");
+        let (tcp_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut worker = Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            tcp_stop: Some(tcp_stop),
+            udp_sockets: Vec::new(),
+            threads: Vec::new(),
+        };
+        let mut tcp = Vec::new();
+        for (n, (udp, listener)) in sockets.into_iter().enumerate() {
+            udp::prepare(&udp)?;
+            worker.udp_sockets.push(udp.try_clone()?);
+            let answerer = make(seed ^ n as u64);
+            let stop = Arc::clone(&worker.stop);
+            // On error `worker` drops here and stops the threads already started.
+            worker.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("halo-dns-udp-{index}"))
+                    .spawn(move || udp::serve(udp, answerer, stop))?,
+            );
+            tcp.push(listener);
+        }
+        worker.threads.push(
+            std::thread::Builder::new()
+                .name(format!("halo-dns-tcp-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let counter = Arc::new(std::sync::atomic::AtomicU64::new(seed));
+                        for listener in tcp {
+                            match TcpListener::from_std(listener) {
+                                Ok(t) => {
+                                    let make = make.clone();
+                                    let counter = Arc::clone(&counter);
+                                    tokio::spawn(server::serve_tcp(t, move || {
+                                        make(counter.fetch_add(1, Ordering::Relaxed))
+                                    }));
+                                }
+                                Err(e) => tracing::error!(error = %e, "cannot serve DNS socket"),
                             }
                         }
-                    }
-                    // Runs until the Dns is dropped; dropping the runtime then
-                    // ends this thread's socket tasks.
-                    let _ = stopped.await;
-                });
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+                        // Runs until the Dns is dropped; dropping the runtime
+                        // then ends this thread's connection tasks.
+                        let _ = stopped.await;
+                    });
+                })?,
+        );
+        Ok(worker)
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        self.stop.store(true, Ordering::Relaxed);
+        for s in &self.udp_sockets {
+            // Wakes a receive blocked on the socket (Linux does so even for an
+            // unconnected UDP socket, while reporting ENOTCONN); the receive
+            // timeout is the fallback.
+            let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Read);
+        }
+        if let Some(stop) = self.tcp_stop.take() {
             let _ = stop.send(());
         }
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }

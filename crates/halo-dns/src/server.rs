@@ -1,9 +1,9 @@
-//! The query path: UDP and TCP sockets answered from the current snapshot.
+//! The query path: answers from the current snapshot, and the TCP loop.
 //!
-//! Each worker thread runs a single-threaded runtime with its own UDP socket
-//! per listen address (SO_REUSEPORT spreads queries over them) and its own TCP
-//! listener. A worker keeps its buffers and its [`Picker`] between queries, so
-//! answering a query allocates nothing.
+//! Each worker has its own UDP socket per listen address (SO_REUSEPORT
+//! spreads queries over them), served by `udp`, and its own TCP listener,
+//! served here on a single-threaded runtime. An [`Answerer`] keeps its buffer
+//! and its [`Picker`] between queries, so answering a query allocates nothing.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use halo_gslb::{Client, Picker, Query, Rcode, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::wire::{self, MAX_NAME, OPCODE_NOTIFY, Reject};
@@ -214,27 +214,6 @@ fn rcode_of(reject: &Reject<'_>) -> Rcode {
         Reject::Error { rcode, .. } => *rcode,
         // BADVERS is an extended code; count it with FORMERR.
         Reject::Ignore | Reject::BadVersion { .. } => Rcode::FormErr,
-    }
-}
-
-pub(crate) async fn serve_udp(socket: UdpSocket, mut answerer: Answerer) {
-    // EDNS clients may send up to 64 KiB; halo needs far less, but a larger
-    // datagram must not be cut silently into something that parses.
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP errors from earlier sends surface here on Linux; keep going.
-                tracing::debug!(error = %e, "UDP receive error");
-                continue;
-            }
-        };
-        if let Some(reply) = answerer.answer(&buf[..n], src, true) {
-            if let Err(e) = socket.send_to(reply, src).await {
-                tracing::debug!(client = %src, error = %e, "UDP send failed");
-            }
-        }
     }
 }
 

@@ -96,7 +96,13 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
-        let text = format!("{CONFIG}{}", big_service());
+        Self::start_on(r#"["127.0.0.1:0"]"#)
+    }
+
+    /// The test zone served on `listen` (a TOML array).
+    fn start_on(listen: &str) -> Self {
+        let config = CONFIG.replace(r#"listen = ["127.0.0.1:0"]"#, &format!("listen = {listen}"));
+        let text = format!("{config}{}", big_service());
         let config = halo_config::parse(Path::new("dig.toml"), &text).expect("valid config");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -495,4 +501,63 @@ fn malformed_queries_get_formerr_or_nothing() {
         let _ = ask(&good[..cut]);
     }
     assert_eq!(rcode(&ask(&good).unwrap()), 0);
+}
+
+/// Bound to the wildcard address, the server replies from the address each
+/// query was sent to, not from whatever address the route prefers: a client
+/// asking a host's second address (a VRRP virtual IP) drops a reply from
+/// another one. Connected sockets below accept nothing else. On Linux every
+/// 127/8 address is local and replies to 127.0.0.2 would otherwise leave
+/// from 127.0.0.1.
+#[test]
+fn wildcard_listen_replies_from_the_address_asked() {
+    let s = Server::start_on(r#"["0.0.0.0:0", "[::]:0"]"#);
+    let query = halo_dns::wire::build_query(0x4242, "app.global.example.com", 1, 0);
+    let ask = |client: &str, server: SocketAddr| {
+        let sock = UdpSocket::bind(client).unwrap();
+        sock.connect(server).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send(&query).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no reply from {server}: {e}"));
+        assert_eq!(&buf[..2], &query[..2], "reply to our query from {server}");
+        assert_eq!(buf[3] & 0x0F, 0, "NOERROR from {server}");
+        n
+    };
+    let v4 = s.dns.bound()[0].port();
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.53"] {
+        ask("127.0.0.1:0", SocketAddr::new(ip.parse().unwrap(), v4));
+    }
+    let v6 = s.dns.bound()[1].port();
+    ask("[::1]:0", SocketAddr::new("::1".parse().unwrap(), v6));
+}
+
+/// Queries arrive faster than one receive takes them (the server moves up to
+/// 32 per system call): a burst of 150 from one socket gets 150 replies, each
+/// to its own ID. A datagram too large for a query (5,000 bytes) is dropped
+/// and counted, not parsed cut short.
+#[test]
+fn bursts_are_answered_whole_and_oversized_datagrams_dropped() {
+    let s = Server::start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut huge = halo_dns::wire::build_query(7, "app.global.example.com", 1, 0);
+    huge.resize(5000, 0);
+    sock.send_to(&huge, s.addr()).unwrap();
+    for id in 0..150u16 {
+        let q = halo_dns::wire::build_query(id, "app.global.example.com", 1, 0);
+        sock.send_to(&q, s.addr()).unwrap();
+    }
+    let mut seen = [false; 150];
+    let mut buf = [0u8; 1024];
+    for _ in 0..150 {
+        let (n, _) = sock.recv_from(&mut buf).expect("a reply for every query");
+        assert!(n > HEADER);
+        let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+        assert!(id < 150 && !seen[id], "reply {id} unexpected or twice");
+        seen[id] = true;
+    }
+    assert_eq!(s.dns.stats().total().dropped, 1, "the 5,000-byte datagram");
 }
