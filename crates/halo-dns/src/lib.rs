@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 
 mod control;
+#[doc(hidden)]
+pub mod fuzzing;
 mod server;
 mod udp;
 pub mod wire;

@@ -16,12 +16,43 @@ struct Site {
     address: &'static str,
     app_port: u16,
     app: Option<TcpListener>,
+    /// `failover_order` of service `fo` as this node sees it.
+    order: &'static str,
+    peers: Vec<SocketAddr>,
     registry: Registry,
     dns: Option<Dns>,
 }
 
-fn config(site: &str, address: &str, app_port: u16, peers: &[SocketAddr]) -> halo_config::Config {
+/// Every site's endpoint for the services that list all of them (`w`, `geo`),
+/// with its weight: k8gb's weighted example gives eu 1 and us 4.
+const ALL_SITES: [(&str, &str, u16); 2] = [("east", "192.0.2.10", 1), ("west", "198.51.100.10", 4)];
+
+fn config(
+    site: &str,
+    address: &str,
+    app_port: u16,
+    peers: &[SocketAddr],
+    order: &str,
+) -> halo_config::Config {
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    // This node's endpoint follows its app; the others' follow their peers
+    // (the default `health` of another site's endpoint when peers are set).
+    let listed = |name: &str, strategy: &str| {
+        let mut s = format!(
+            "  [[gslb.service]]\n  name = \"{name}\"\n  strategy = \"{strategy}\"\n  \
+             failover_order = [\"east\", \"west\"]\n  ttl = \"0s\"\n"
+        );
+        for (endpoint_site, endpoint, weight) in ALL_SITES {
+            s.push_str(&format!(
+                "    [[gslb.service.endpoint]]\n    address = \"{endpoint}\"\n    \
+                 site = \"{endpoint_site}\"\n    weight = {weight}\n"
+            ));
+            if endpoint_site == site {
+                s.push_str("    health = { pool = \"app\" }\n");
+            }
+        }
+        s
+    };
     let text = format!(
         r#"
 [node]
@@ -45,10 +76,16 @@ sites = ["east", "west", "north"]
 peers = [{peers}]
 peer_interval = "100ms"
 peer_stale_after = "2s"
+  [[gslb.geo]]
+  cidr = "192.0.2.0/24"
+  site = "east"
+  [[gslb.geo]]
+  cidr = "198.51.100.0/24"
+  site = "west"
   [[gslb.service]]
   name = "fo"
   strategy = "failover"
-  failover_order = ["east", "west"]
+  failover_order = [{order}]
   when_all_down = "nxdomain"
   ttl = "5s"
     [[gslb.service.endpoint]]
@@ -61,8 +98,10 @@ peer_stale_after = "2s"
     [[gslb.service.endpoint]]
     address = "{address}"
     health = {{ pool = "app" }}
-"#,
-        peers = peers.join(", ")
+{w}{geo}"#,
+        peers = peers.join(", "),
+        w = listed("w", "weighted"),
+        geo = listed("geo", "geo"),
     );
     halo_config::parse(Path::new("site.toml"), &text).expect("valid")
 }
@@ -71,7 +110,8 @@ impl Site {
     fn start(rt: &tokio::runtime::Runtime, name: &'static str, address: &'static str) -> Self {
         let app = TcpListener::bind("127.0.0.1:0").unwrap();
         let app_port = app.local_addr().unwrap().port();
-        let c = config(name, address, app_port, &[]);
+        let order = r#""east", "west""#;
+        let c = config(name, address, app_port, &[], order);
         let (registry, dns) = rt.block_on(async {
             let mut registry = Registry::new(HealthHub::new(3));
             registry.apply(&c);
@@ -83,6 +123,8 @@ impl Site {
             address,
             app_port,
             app: Some(app),
+            order,
+            peers: Vec::new(),
             registry,
             dns: Some(dns),
         }
@@ -93,7 +135,24 @@ impl Site {
     }
 
     fn peer_with(&mut self, rt: &tokio::runtime::Runtime, peers: &[SocketAddr]) {
-        let c = config(self.name, self.address, self.app_port, peers);
+        self.peers = peers.to_vec();
+        self.reload(rt);
+    }
+
+    /// This node's `failover_order` for `fo` becomes `order` (a reload).
+    fn set_order(&mut self, rt: &tokio::runtime::Runtime, order: &'static str) {
+        self.order = order;
+        self.reload(rt);
+    }
+
+    fn reload(&mut self, rt: &tokio::runtime::Runtime) {
+        let c = config(
+            self.name,
+            self.address,
+            self.app_port,
+            &self.peers,
+            self.order,
+        );
         rt.block_on(async {
             self.registry.apply(&c);
             self.dns
@@ -116,10 +175,22 @@ impl Site {
 
 /// The answer as "NXDOMAIN" or the sorted addresses ("" for none).
 fn ask(server: SocketAddr, name: &str) -> String {
+    ask_from(server, name, None)
+}
+
+/// [`ask`] with EDNS Client Subnet `a.b.c.0/24` when `subnet` is given.
+fn ask_from(server: SocketAddr, name: &str, subnet: Option<[u8; 3]>) -> String {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let q = build_query(7, &format!("{name}.global.example.com"), 1, 0);
+    let mut q = build_query(7, &format!("{name}.global.example.com"), 1, 0);
+    if let Some(net) = subnet {
+        // build_query ends with an empty OPT: give it one ECS option
+        // (code 8, length 7: family 1, source /24, scope 0, 3 address bytes).
+        q.truncate(q.len() - 2);
+        q.extend_from_slice(&[0, 11, 0, 8, 0, 7, 0, 1, 24, 0]);
+        q.extend_from_slice(&net);
+    }
     sock.send_to(&q, server).unwrap();
     let mut buf = [0u8; 1500];
     let Ok((n, _)) = sock.recv_from(&mut buf) else {
@@ -255,4 +326,100 @@ fn an_unreachable_peer_is_not_an_unhealthy_one() {
     }
     // ...until the answer is stale.
     converge(&n[..1], "rr", "192.0.2.10");
+}
+
+/// k8gb's "conflicting primaries": each cluster names itself primary. Every
+/// node answers by its own `failover_order` while its site is up, so clients
+/// split by the name server they ask; when one primary's app stops, every
+/// node agrees on the other site, and the split returns with the app.
+#[test]
+fn conflicting_primaries_each_answer_their_own_until_it_fails() {
+    let rt = runtime();
+    let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
+    n[1].set_order(&rt, r#""west", "east""#);
+    converge(&n[..1], "fo", "192.0.2.10");
+    converge(&n[1..], "fo", "198.51.100.10");
+    n[0].stop_app();
+    converge(&n, "fo", "198.51.100.10");
+    n[0].start_app();
+    converge(&n[..1], "fo", "192.0.2.10");
+    converge(&n[1..], "fo", "198.51.100.10");
+    n[1].stop_app();
+    converge(&n, "fo", "192.0.2.10");
+}
+
+/// Weights 1 (east) and 4 (west), `max_answers` 1: over 1,000 queries to
+/// each node, west's share is 4/5 (binomial σ ≈ 1.3 %; the bound is ±5 %),
+/// and with west's app stopped every answer is east. Not a reordering that a
+/// resolver undoes, as k8gb's weighted strategy is: each answer holds one address.
+#[test]
+fn weights_one_to_four_over_a_thousand_queries() {
+    let rt = runtime();
+    let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
+    converge(&n, "rr", "192.0.2.10 198.51.100.10");
+    for node in &n {
+        let mut west = 0;
+        for _ in 0..1000 {
+            match ask(node.dns_addr(), "w").as_str() {
+                "198.51.100.10" => west += 1,
+                "192.0.2.10" => {}
+                other => panic!("{}: unexpected answer {other:?}", node.name),
+            }
+        }
+        assert!(
+            (750..=850).contains(&west),
+            "{}: west answered {west} of 1000, wanted about 800",
+            node.name
+        );
+    }
+    n[1].stop_app();
+    converge(&n, "rr", "192.0.2.10");
+    for node in &n {
+        for _ in 0..200 {
+            assert_eq!(ask(node.dns_addr(), "w"), "192.0.2.10", "{}", node.name);
+        }
+    }
+}
+
+/// Geo by EDNS Client Subnet through both nodes: 192.0.2.0/24 is east's,
+/// 198.51.100.0/24 west's, 203.0.113.0/24 is in no rule and gets the first
+/// site of `failover_order` (east). With west's app stopped, west's clients
+/// go to east too.
+#[test]
+fn geo_by_client_subnet_for_two_subnets_and_an_unknown_one() {
+    let rt = runtime();
+    let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
+    converge(&n, "rr", "192.0.2.10 198.51.100.10");
+    for node in &n {
+        let at = node.dns_addr();
+        assert_eq!(
+            ask_from(at, "geo", Some([192, 0, 2])),
+            "192.0.2.10",
+            "{}",
+            node.name
+        );
+        assert_eq!(
+            ask_from(at, "geo", Some([198, 51, 100])),
+            "198.51.100.10",
+            "{}",
+            node.name
+        );
+        assert_eq!(
+            ask_from(at, "geo", Some([203, 0, 113])),
+            "192.0.2.10",
+            "{}",
+            node.name
+        );
+    }
+    n[1].stop_app();
+    converge(&n, "rr", "192.0.2.10");
+    for node in &n {
+        let at = node.dns_addr();
+        assert_eq!(
+            ask_from(at, "geo", Some([198, 51, 100])),
+            "192.0.2.10",
+            "{}",
+            node.name
+        );
+    }
 }
