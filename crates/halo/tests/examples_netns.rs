@@ -1,4 +1,6 @@
-//! The two proxy examples run for real: the `halo` binary with the example
+//! The examples run for real. The GSLB one (`gslb_failover_example...`, at
+//! the end) runs both sites' files unchanged, one namespace per site, and
+//! watches the failover cycle with dig. The two proxy examples: the `halo` binary with the example
 //! file (its [gslb] and [[vip]] sections cut, those tiers are not built yet)
 //! inside a network namespace that holds the example's own documentation
 //! addresses, Python HTTP servers at the servers' addresses, and curl in a
@@ -357,4 +359,273 @@ fn two_datacenters_example_local_cluster_then_backups() {
         seen.insert(b);
     }
     assert_eq!(seen.len(), 1, "one client keeps one backup: {seen:?}");
+}
+
+/// Two sites of examples/gslb-failover*.toml as network namespaces, each
+/// with its DNS node (192.0.2.53, 198.51.100.53) and two ingress routers
+/// (python at .48 and .49, port 80), and a client namespace between them
+/// that routes the two sites' networks (so the nodes peer through it) and
+/// runs dig against both, as a user watching the failover would.
+struct Sites {
+    client: String,
+    east: String,
+    west: String,
+    dir: PathBuf,
+    children: Vec<(String, Child)>,
+}
+
+impl Sites {
+    fn new() -> Self {
+        let id = std::process::id();
+        let [client, east, west] = ["c", "e", "w"].map(|r| format!("halo-gs{r}{id}"));
+        let dir = std::env::temp_dir().join(format!("halo-gslb-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(dir.join("www/healthz"), "ok\n").unwrap();
+        let sites = Self {
+            client,
+            east,
+            west,
+            dir,
+            children: Vec::new(),
+        };
+        let (c, e, w) = (
+            sites.client.as_str(),
+            sites.east.as_str(),
+            sites.west.as_str(),
+        );
+        for ns in [c, e, w] {
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            c,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+        ]);
+        for (ns, net, n) in [(e, "192.0.2", "e"), (w, "198.51.100", "w")] {
+            let (vc, vs) = (format!("gs{n}c{id}"), format!("gs{n}s{id}"));
+            sh(&[
+                "ip", "link", "add", &vc, "type", "veth", "peer", "name", &vs,
+            ]);
+            sh(&["ip", "link", "set", &vc, "netns", c]);
+            sh(&["ip", "link", "set", &vs, "netns", ns]);
+            sh(&[
+                "ip",
+                "-n",
+                c,
+                "addr",
+                "add",
+                &format!("{net}.1/24"),
+                "dev",
+                &vc,
+            ]);
+            for host in ["53", "48", "49"] {
+                sh(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{net}.{host}/24"),
+                    "dev",
+                    &vs,
+                ]);
+            }
+            sh(&["ip", "-n", c, "link", "set", &vc, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", &vs, "up"]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("{net}.1"),
+            ]);
+        }
+        sites
+    }
+
+    fn spawn(&mut self, key: &str, ns: &str, args: &[&str], log: Option<&str>) {
+        let stderr = log.map_or_else(Stdio::null, |l| {
+            std::fs::File::create(self.dir.join(l)).unwrap().into()
+        });
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.children.push((key.to_owned(), child));
+    }
+
+    /// Starts the two ingress routers of `site` ("east" or "west").
+    fn start_routers(&mut self, site: &str) {
+        let (ns, net) = self.site(site);
+        let www = self.dir.join("www");
+        for host in ["48", "49"] {
+            let addr = format!("{net}.{host}");
+            self.spawn(
+                &format!("{site}-routers"),
+                &ns,
+                &[
+                    "python3",
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    &addr,
+                    "80",
+                    "--directory",
+                    www.to_str().unwrap(),
+                ],
+                None,
+            );
+        }
+    }
+
+    fn stop_routers(&mut self, site: &str) {
+        let key = format!("{site}-routers");
+        self.children.retain_mut(|(k, child)| {
+            if *k == key {
+                let _ = child.kill();
+                let _ = child.wait();
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn site(&self, site: &str) -> (String, &'static str) {
+        if site == "east" {
+            (self.east.clone(), "192.0.2")
+        } else {
+            (self.west.clone(), "198.51.100")
+        }
+    }
+
+    /// `dig +short` from the client: the answer's addresses, sorted and joined.
+    fn dig(&self, server: &str, name: &str) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                "dig",
+                "+short",
+                "+tries=1",
+                "+time=1",
+            ])
+            .arg(format!("@{server}"))
+            .arg(name)
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines.join(" ")
+    }
+
+    /// Waits until both DNS nodes answer `want` for `name`.
+    fn both(&self, name: &str, want: &str) {
+        self.each(name, [want, want]);
+    }
+
+    /// Waits until east's node answers `want[0]` and west's `want[1]`.
+    #[allow(clippy::disallowed_methods)]
+    fn each(&self, name: &str, want: [&str; 2]) {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let got = [
+                self.dig("192.0.2.53", name),
+                self.dig("198.51.100.53", name),
+            ];
+            if got == want {
+                return;
+            }
+            if Instant::now() >= end {
+                let logs: Vec<String> = ["east.log", "west.log"]
+                    .iter()
+                    .map(|l| std::fs::read_to_string(self.dir.join(l)).unwrap_or_default())
+                    .collect();
+                panic!(
+                    "{name}: wanted {want:?} from east and west, got {got:?}\neast:\n{}\nwest:\n{}",
+                    logs[0], logs[1]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Sites {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.client, &self.east, &self.west] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The failover cycle of the GSLB issue, on the example files unchanged:
+/// both sites up → east; west's routers stop → still east; east's stop too →
+/// each node fails open with what it knows (its own VIP: `when_all_down =
+/// "all"`); west's come back → west from both; east's come back → east. The
+/// active/active service `myapp-rr` answers both VIPs while both are up.
+#[test]
+fn gslb_failover_example_two_sites_watched_with_dig() {
+    if !can_run("gslb_failover_example") {
+        return;
+    }
+    let mut s = Sites::new();
+    s.start_routers("east");
+    s.start_routers("west");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let halo = env!("CARGO_BIN_EXE_halo");
+    for (site, file) in [
+        ("east", "gslb-failover.toml"),
+        ("west", "gslb-failover-west.toml"),
+    ] {
+        let (ns, _) = s.site(site);
+        let path = examples.join(file);
+        s.spawn(
+            site,
+            &ns,
+            &[halo, "run", "-c", path.to_str().unwrap()],
+            Some(&format!("{site}.log")),
+        );
+    }
+    let fo = "myapp.global.example.com";
+    s.both(fo, "192.0.2.20");
+    s.both("myapp-rr.global.example.com", "192.0.2.20 198.51.100.20");
+    assert_eq!(
+        s.dig("192.0.2.53", "gslb-ns-west.global.example.com"),
+        "198.51.100.53"
+    );
+    s.stop_routers("west");
+    s.both("myapp-rr.global.example.com", "192.0.2.20");
+    s.both(fo, "192.0.2.20");
+    s.stop_routers("east");
+    // Fail open: neither node has a healthy endpoint; each answers the
+    // endpoint it is configured with rather than nothing (it knows no other:
+    // its peer publishes none).
+    s.each(fo, ["192.0.2.20", "198.51.100.20"]);
+    s.start_routers("west");
+    s.both(fo, "198.51.100.20");
+    s.start_routers("east");
+    s.both(fo, "192.0.2.20");
 }
