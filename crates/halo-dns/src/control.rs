@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use halo_config::{Config, EndpointHealth};
-use halo_gslb::{Family, PeerResult, PeerTable, Snapshot, Zone, rtype};
+use halo_gslb::{Family, PeerResult, PeerStatus, PeerTable, Snapshot, Zone, rtype};
 use halo_health::{Registry, ServerHealth, ServerKey, gslb_key};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -115,6 +115,8 @@ pub(crate) struct Controller {
     ids: u64,
     inflight: HashSet<(usize, usize, Family)>,
     results: UnboundedSender<PeerReport>,
+    /// What [`crate::Dns::peers`] reads.
+    status: Arc<ArcSwap<Vec<PeerStatus>>>,
 }
 
 /// Builds the first snapshot (before any socket answers) and the controller.
@@ -146,8 +148,10 @@ pub(crate) fn first(
         serial,
         ids: seed,
         inflight: HashSet::new(),
+        status: Arc::new(ArcSwap::from_pointee(Vec::new())),
         results,
     };
+    controller.report();
     (published, controller, results_rx)
 }
 
@@ -189,10 +193,17 @@ impl Controller {
                             tracing::warn!(peer = %p.address, service = %self.plan.zone.services[service].name, "GSLB peer does not answer; keeping its last answer until it is stale");
                         }
                     }
+                    let was_unreachable = self.peers.peers()[peer].unreachable;
                     let now = Instant::now().into_std();
-                    if self.peers.on_result(peer, service, family, result, now).endpoints {
+                    let changed = self.peers.on_result(peer, service, family, result, now);
+                    let p = &self.peers.peers()[peer];
+                    if was_unreachable && !p.unreachable {
+                        tracing::info!(peer = %p.address, "GSLB peer answers again");
+                    }
+                    if changed.endpoints {
                         self.publish("peer answer");
                     }
+                    self.report();
                 }
                 Some(ip) = notified.recv() => {
                     for p in 0..self.peers.peers().len() {
@@ -211,6 +222,7 @@ impl Controller {
                     if self.peers.expire(Instant::now().into_std()).endpoints {
                         tracing::warn!("a silent GSLB peer's last answer went stale and is dropped");
                         self.publish("peer stale");
+                        self.report();
                     }
                 }
                 message = control.recv() => match message {
@@ -232,6 +244,16 @@ impl Controller {
         self.inflight.clear();
         self.plan = plan;
         self.publish("reload");
+        self.report();
+    }
+
+    /// The status handle [`crate::Dns::peers`] reads.
+    pub(crate) fn status(&self) -> Arc<ArcSwap<Vec<PeerStatus>>> {
+        Arc::clone(&self.status)
+    }
+
+    fn report(&self) {
+        self.status.store(Arc::new(self.peers.status()));
     }
 
     /// Builds and swaps in a new snapshot; raises the serial when answers

@@ -34,6 +34,7 @@ use halo_health::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+pub use halo_gslb::PeerStatus;
 pub use server::{Counters, Published, Stats, Totals};
 
 use crate::control::{Control, Plan};
@@ -73,6 +74,7 @@ pub struct Dns {
     bound: Vec<SocketAddr>,
     control: UnboundedSender<Control>,
     controller: tokio::task::JoinHandle<()>,
+    peer_status: Arc<ArcSwap<Vec<PeerStatus>>>,
     // Held so dropping the Dns stops the threads (Worker::drop).
     _workers: Vec<Worker>,
 }
@@ -137,6 +139,7 @@ impl Dns {
         }
         let (control_tx, control_rx) = unbounded_channel();
         let health = registry.hub().subscribe();
+        let peer_status = controller.status();
         let controller = tokio::spawn(controller.run(results, notify_rx, control_rx, health));
         Ok(Self {
             published,
@@ -145,8 +148,17 @@ impl Dns {
             bound,
             control: control_tx,
             controller,
+            peer_status,
             _workers: workers,
         })
+    }
+
+    /// Each peer's state, in config order: reachable or not, when it last
+    /// answered, how many addresses it publishes (or published before it fell
+    /// silent, until they are stale).
+    #[must_use]
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        self.peer_status.load().as_ref().clone()
     }
 
     /// The addresses bound (port 0 resolved), in `gslb.listen` order.

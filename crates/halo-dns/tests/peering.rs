@@ -309,6 +309,14 @@ fn an_unreachable_peer_is_not_an_unhealthy_one() {
     let rt = runtime();
     let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
     converge(&n[..1], "rr", "192.0.2.10 198.51.100.10");
+    let west = n[0].dns.as_ref().unwrap().peers();
+    assert_eq!(west.len(), 1);
+    assert_eq!(
+        west[0].site.as_deref(),
+        Some("west"),
+        "learned from its TXT"
+    );
+    assert!(!west[0].unreachable && west[0].last_answer.is_some());
     // The west node dies (its app is fine): east keeps west's endpoints for
     // many peer intervals...
     n[1].dns = None;
@@ -324,8 +332,31 @@ fn an_unreachable_peer_is_not_an_unhealthy_one() {
         )]
         std::thread::sleep(Duration::from_millis(100));
     }
+    // ...and says so in its status: unreachable, still holding what west
+    // last published (fo, rr, w and geo: one address each)...
+    let held = n[0].dns.as_ref().unwrap().peers();
+    assert!(held[0].unreachable, "{held:?}");
+    assert_eq!(held[0].endpoints, 4, "{held:?}");
     // ...until the answer is stale.
     converge(&n[..1], "rr", "192.0.2.10");
+    // (Services' answers arrived milliseconds apart and go stale so.)
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "real processes and sockets: a wall-clock deadline"
+    )]
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stale = n[0].dns.as_ref().unwrap().peers();
+        assert!(stale[0].unreachable, "{stale:?}");
+        if stale[0].endpoints == 0 {
+            break;
+        }
+        #[allow(clippy::disallowed_methods, reason = "see above")]
+        let late = std::time::Instant::now() > deadline;
+        assert!(!late, "still holding after the deadline: {stale:?}");
+        #[allow(clippy::disallowed_methods, reason = "poll interval")]
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// k8gb's "conflicting primaries": each cluster names itself primary. Every

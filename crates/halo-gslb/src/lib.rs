@@ -25,7 +25,7 @@ pub mod select;
 pub mod snapshot;
 pub mod zone;
 
-pub use peers::{Family, PeerResult, PeerTable};
+pub use peers::{Family, PeerResult, PeerStatus, PeerTable};
 pub use select::{Client, Picker};
 pub use snapshot::{Answer, Authority, EndpointState, Query, Rcode, Response, Snapshot};
 pub use zone::Zone;

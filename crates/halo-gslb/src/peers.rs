@@ -78,6 +78,23 @@ pub struct Peer {
     pub unreachable: bool,
 }
 
+/// A peer as seen from here, for status output (issue 6's admin API) and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Its DNS address.
+    pub address: SocketAddr,
+    /// Its site, configured or learned; None until it says.
+    pub site: Option<String>,
+    /// Whether its last query failed. Its last answers are kept (and counted
+    /// in `endpoints`) until they are `peer_stale_after` old.
+    pub unreachable: bool,
+    /// When it last answered any query; None = never.
+    pub last_answer: Option<Instant>,
+    /// Addresses it publishes, or published before falling silent, summed
+    /// over services and families.
+    pub endpoints: usize,
+}
+
 /// Every peer's last word on every service.
 #[derive(Debug, Clone)]
 pub struct PeerTable {
@@ -115,6 +132,21 @@ impl PeerTable {
     #[must_use]
     pub fn peers(&self) -> &[Peer] {
         &self.peers
+    }
+
+    /// Each peer's state, in config order.
+    #[must_use]
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|p| PeerStatus {
+                address: p.address,
+                site: p.site.clone(),
+                unreachable: p.unreachable,
+                last_answer: p.known.iter().flatten().filter_map(|k| k.answered).max(),
+                endpoints: p.known.iter().flatten().map(|k| k.addresses.len()).sum(),
+            })
+            .collect()
     }
 
     /// Keeps what is known about peers and services that are still configured
