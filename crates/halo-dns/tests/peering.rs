@@ -454,3 +454,60 @@ fn geo_by_client_subnet_for_two_subnets_and_an_unknown_one() {
         );
     }
 }
+
+/// An endpoint with a check of its own (`health = { check = ... }`, no pool):
+/// a TCP check against the endpoint's address and the given port drives the
+/// answer, with `when_all_down = "nxdomain"` showing the down state.
+#[test]
+fn an_endpoint_check_of_its_own_drives_the_answer() {
+    let rt = runtime();
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = app.local_addr().unwrap().port();
+    let text = format!(
+        r#"
+[node]
+name = "solo"
+site = "east"
+[gslb]
+zone = "global.example.com"
+listen = ["127.0.0.1:0"]
+  [[gslb.service]]
+  name = "chk"
+  when_all_down = "nxdomain"
+    [[gslb.service.endpoint]]
+    address = "127.0.0.1"
+    health = {{ check = {{ type = "tcp", port = {port}, interval = "100ms", rise = 1, fall = 1 }} }}
+"#
+    );
+    let c = halo_config::parse(Path::new("solo.toml"), &text).expect("valid");
+    let (_registry, dns) = rt.block_on(async {
+        let mut registry = Registry::new(HealthHub::new(5));
+        registry.apply(&c);
+        let dns = Dns::start(&c, &registry, 5, 1).unwrap();
+        (registry, dns)
+    });
+    let at = dns.bound()[0];
+    let wait = |want: &str| {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "real processes and sockets: a wall-clock deadline"
+        )]
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = ask(at, "chk");
+            if got == want {
+                return;
+            }
+            #[allow(clippy::disallowed_methods, reason = "see above")]
+            let late = std::time::Instant::now() > deadline;
+            assert!(!late, "wanted {want:?}, got {got:?}");
+            #[allow(clippy::disallowed_methods, reason = "poll interval")]
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("127.0.0.1");
+    drop(app);
+    wait("NXDOMAIN");
+    let _app = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    wait("127.0.0.1");
+}
