@@ -164,9 +164,6 @@ for port in $GPORT $HPORT; do
   settled "$port" || { echo "server on port $port does not answer as expected:" >&2; cat "$WORK/gdnsd.log" "$WORK/halo.log" >&2; exit 1; }
 done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TCK=$(getconf CLK_TCK)
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=${DUR}s clients=$CLIENTS threads=$THREADS"
 echo "# gdnsd $(gdnsd 2>&1 | sed -n 's/^gdnsd version //p' | head -1)  $(dnsperf -h 2>&1 | grep -o 'DNS Performance Testing Tool.*' | head -1)"
@@ -209,15 +206,11 @@ for n in plain fo mfo; do
     printf '%-6s %-6s %10.0f %7.2f %10.1f %12.3f\n' "$n" "$s" "$(col $s $n 3)" "$(col $s $n 4)" "$(col $s $n 5)" "$(col $s $n 6)"
   done
 done
+# dnsperf on one core may saturate before a server does; CPU per query tells
+# what one core of each server could answer (its capacity).
 echo
 for n in plain fo mfo; do
   awk -v n="$n" -v a="$(col halo "$n" 3)" -v b="$(col gdnsd "$n" 3)" -v x="$(col halo "$n" 6)" -v y="$(col gdnsd "$n" 6)" \
-    'BEGIN {printf "ratio halo/gdnsd %-5s qps (median) %.3f   cpu per query (median, lower is better) %.3f\n", n, a / b, x / y}'
-done
-# dnsperf on one core may saturate before a server does; CPU per query tells
-# what one core of each server could answer.
-echo
-for n in plain fo mfo; do
-  awk -v n="$n" -v x="$(col halo "$n" 6)" -v y="$(col gdnsd "$n" 6)" \
-    'BEGIN {printf "capacity of one core (1 / cpu per query) %-5s gdnsd %.0f qps, halo %.0f qps\n", n, 1e6 / y, 1e6 / x}'
+    'BEGIN {printf "ratio halo/gdnsd %-5s qps (median) %.3f   cpu per query (median, lower is better) %.3f\n", n, a / b, x / y
+            printf "capacity of one core (1 / cpu per query) %-5s gdnsd %.0f qps, halo %.0f qps\n", n, 1e6 / y, 1e6 / x}'
 done

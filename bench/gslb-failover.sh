@@ -50,16 +50,18 @@ start_app 127.0.0.11; APP_A=$LAST
 start_app 127.0.0.12
 
 watch() { python3 "$HERE/dns/watch.py" "$@"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 seconds() {  # "1s" | "250ms" -> seconds
   case $1 in *ms) awk -v v="${1%ms}" 'BEGIN {print v / 1000}' ;; *s) echo "${1%s}" ;; esac
 }
 
+# Median time until gone from every server, per trials() label.
+declare -A GONE_MEDIAN
+
 # trials LABEL INTERVAL_S PORT...: prints one line per trial, then a summary.
 trials() {
   local label=$1 interval=$2; shift 2
-  local ports=("$@") out worst back
-  : > "$WORK/$label.txt"
+  local ports=("$@") out worst back gone backs
+  : > "$WORK/$label.dat"
   for t in $(seq 1 "$TRIALS"); do
     # Every server answers with site a's address before the kill.
     out=$(watch back 127.0.0.11 app.example.test 30 "${ports[@]}")
@@ -67,18 +69,19 @@ trials() {
     sleep "$(awk -v m="$interval" -v s="$RANDOM" 'BEGIN {srand(s); printf "%.3f", rand() * m}')"
     out=$(watch gone 127.0.0.11 app.example.test 30 "${ports[@]}" --kill "$APP_A")
     wait "$APP_A" 2>/dev/null || true
+    if grep -q timeout <<<"$out"; then echo "$label: site a never left every answer: $out" >&2; exit 1; fi
     worst=$(awk '{print $2}' <<<"$out" | sort -g | tail -1)
     start_app 127.0.0.11; APP_A=$LAST
     back=$(watch back 127.0.0.11 app.example.test 30 "${ports[@]}" | awk '{print $2}' | sort -g | tail -1)
-    echo "$label trial $t: gone per server [$(tr '\n' ' ' <<<"$out")] all gone ${worst}s; back on all ${back}s after restart" | tee -a "$WORK/$label.txt"
+    echo "$worst $back" >> "$WORK/$label.dat"
+    echo "$label trial $t: gone per server [$(tr '\n' ' ' <<<"$out")] all gone ${worst}s; back on all ${back}s after restart"
   done
-  local gone backs
-  gone=$(sed -n 's/.*all gone \([0-9.]*\)s.*/\1/p' "$WORK/$label.txt" | sort -g | tr '\n' ' ')
-  backs=$(sed -n 's/.*back on all \([0-9.]*\)s.*/\1/p' "$WORK/$label.txt" | sort -g | tr '\n' ' ')
+  gone=$(awk '{print $1}' "$WORK/$label.dat" | sort -g)
+  backs=$(awk '{print $2}' "$WORK/$label.dat" | sort -g)
+  GONE_MEDIAN[$label]=$(median <<<"$gone")
   printf '%s: gone from every server (s): min %s median %s max %s | back (s): median %s max %s\n' "$label" \
-    "$(tr ' ' '\n' <<<"$gone" | sed '/^$/d' | head -1)" "$(tr ' ' '\n' <<<"$gone" | sed '/^$/d' | median)" \
-    "$(tr ' ' '\n' <<<"$gone" | sed '/^$/d' | tail -1)" \
-    "$(tr ' ' '\n' <<<"$backs" | sed '/^$/d' | median)" "$(tr ' ' '\n' <<<"$backs" | sed '/^$/d' | tail -1)" | tee -a "$WORK/summary.txt"
+    "$(head -1 <<<"$gone")" "${GONE_MEDIAN[$label]}" "$(tail -1 <<<"$gone")" \
+    "$(median <<<"$backs")" "$(tail -1 <<<"$backs")" | tee -a "$WORK/summary.txt"
 }
 
 echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  trials=$TRIALS"
@@ -156,8 +159,7 @@ trials "gdnsd-${GIV}s" "$GIV" $GPORT
 echo
 echo "## summary (seconds from SIGKILL of site a's app until no server answers its address)"
 cat "$WORK/summary.txt"
-gmed=$(sed -n "s/^gdnsd-${GIV}s: .* median \([0-9.]*\) max.*| back.*/\1/p" "$WORK/summary.txt")
 for iv in $HALO_INTERVALS; do
-  hmed=$(sed -n "s/^halo-$iv: .* median \([0-9.]*\) max.*| back.*/\1/p" "$WORK/summary.txt")
-  awk -v h="$hmed" -v g="$gmed" -v iv="$iv" 'BEGIN {printf "ratio halo(%s)/gdnsd median time until gone: %.3f (lower is better)\n", iv, h / g}'
+  awk -v h="${GONE_MEDIAN[halo-$iv]}" -v g="${GONE_MEDIAN[gdnsd-${GIV}s]}" -v iv="$iv" \
+    'BEGIN {printf "ratio halo(%s)/gdnsd median time until gone: %.3f (lower is better)\n", iv, h / g}'
 done

@@ -44,3 +44,10 @@ wait_up() {
   echo "not answering: $1" >&2
   exit 1
 }
+
+# cpu_ticks PID: the process's utime + stime so far, in CLK_TCK ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+
+# median: of the numbers on stdin, one per line.
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }

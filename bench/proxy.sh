@@ -158,9 +158,7 @@ wait_up http://127.0.0.1:28081/
 wait_up http://127.0.0.1:28080/
 wait_up http://127.0.0.1:28090/
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-TCK=$(getconf CLK_TCK)
 
 echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=$DUR conns=$CONNS"
 echo "# $(haproxy -v | head -1)"
@@ -188,7 +186,6 @@ run_wrk() {  # url pid|-
 to_ms() {  # wrk latency (e.g. 812.00us, 1.23ms, 1.01s) -> ms
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 # ---------------- HTTP ----------------
 echo

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use halo_gslb::{PeerTable, Snapshot, Zone};
 
 use crate::server::{Answerer, Counters, Published};
-use crate::wire::{self, HEADER};
+use crate::wire::{self, Ecs, HEADER};
 
 const ZONE: &str = r#"
 [node]
@@ -120,26 +120,18 @@ pub fn seeds() -> Vec<Vec<u8>> {
             let mut bare = plain[..plain.len() - 11].to_vec(); // without the OPT record
             bare[11] = 0;
             out.push(bare);
-            out.push(with_ecs(&plain, 24, &[198, 51, 100]));
-            out.push(with_ecs(&plain, 0, &[]));
+            for (address, source) in [([198, 51, 100, 0], 24), ([0, 0, 0, 0], 0)] {
+                let ecs = Ecs {
+                    address: IpAddr::from(address),
+                    source,
+                };
+                out.push(wire::build_query_ecs(id, name, qtype, ecs));
+            }
             out.push(plain);
         }
     }
     out.push(wire::build_query(9, "global.example.com", 6, 4)); // NOTIFY
     out
-}
-
-/// `query` (from `build_query`, OPT last) with an ECS option for IPv4.
-fn with_ecs(query: &[u8], source: u8, addr: &[u8]) -> Vec<u8> {
-    let mut m = query[..query.len() - 2].to_vec(); // OPT RDLENGTH dropped
-    let opt_len = u16::try_from(8 + addr.len()).unwrap_or(0);
-    let rdlen = 4 + opt_len;
-    m.extend_from_slice(&rdlen.to_be_bytes());
-    m.extend_from_slice(&8u16.to_be_bytes());
-    m.extend_from_slice(&(opt_len - 4).to_be_bytes());
-    m.extend_from_slice(&[0, 1, source, 0]);
-    m.extend_from_slice(addr);
-    m
 }
 
 fn answerer() -> Answerer {
@@ -179,10 +171,11 @@ pub fn check(data: &[u8]) {
     let parsed = wire::parse_query(data, &mut name)
         .ok()
         .map(|(q, _)| (q.question.len(), q.edns.is_some()));
+    let mut reply = Vec::new();
     for udp in [true, false] {
-        let Some(reply) = a.answer(data, src, udp) else {
+        if !a.answer(data, src, udp, &mut reply) {
             continue;
-        };
+        }
         assert!(reply.len() >= HEADER, "reply shorter than a header");
         assert_eq!(reply[..2], data[..2], "reply ID is the query's");
         assert!(reply[2] & 0x80 != 0, "QR set");

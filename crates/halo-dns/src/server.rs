@@ -104,13 +104,13 @@ impl Stats {
     }
 }
 
-/// One worker's reusable state.
+/// One worker's reusable state. Replies go into the caller's buffer: the UDP
+/// loop's slot for the reply, so a batch is sent without copying.
 pub(crate) struct Answerer {
     pub(crate) published: Arc<ArcSwap<Published>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) notify: UnboundedSender<IpAddr>,
     picker: Picker,
-    out: Vec<u8>,
 }
 
 impl Answerer {
@@ -125,12 +125,18 @@ impl Answerer {
             counters,
             notify,
             picker: Picker::new(seed),
-            out: Vec::with_capacity(4096),
         }
     }
 
-    /// The reply to `msg` from `src`, or None (drop).
-    pub(crate) fn answer(&mut self, msg: &[u8], src: SocketAddr, udp: bool) -> Option<&[u8]> {
+    /// Writes the reply to `msg` from `src` into `out` (replacing what it
+    /// held); false = drop, nothing to send.
+    pub(crate) fn answer(
+        &mut self,
+        msg: &[u8],
+        src: SocketAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let mut name = [0u8; MAX_NAME];
         let (q, dotted) = match wire::parse_query(msg, &mut name) {
             Ok(ok) => ok,
@@ -141,7 +147,7 @@ impl Answerer {
                     self.count(rcode_of(&reject));
                 }
                 tracing::debug!(client = %src, problem = reject.kind(), len = msg.len(), "malformed DNS message");
-                return wire::write_reject(&mut self.out, &reject).then_some(&self.out[..]);
+                return wire::write_reject(out, &reject);
             }
         };
         let published = self.published.load();
@@ -160,14 +166,14 @@ impl Answerer {
                 tracing::info!(client = %src, "NOTIFY from an address that is not a peer refused");
             }
             self.count(rcode);
-            wire::write_bare(&mut self.out, &q, rcode, true);
-            return Some(&self.out);
+            wire::write_bare(out, &q, rcode, true);
+            return true;
         }
         // Only class IN; zone transfers are not offered.
         if q.qclass != 1 || matches!(q.qtype, 251 | 252) {
             self.count(Rcode::Refused);
-            wire::write_bare(&mut self.out, &q, Rcode::Refused, false);
-            return Some(&self.out);
+            wire::write_bare(out, &q, Rcode::Refused, false);
+            return true;
         }
         let client = match q.edns.and_then(|e| e.ecs) {
             Some(ecs) if ecs.source > 0 => Some(Client {
@@ -197,11 +203,11 @@ impl Answerer {
         } else {
             counters.tcp.fetch_add(1, Ordering::Relaxed);
         }
-        wire::write_response(&mut self.out, &q, dotted, &response, snapshot, udp);
-        if udp && wire::is_truncated(&self.out) {
+        wire::write_response(out, &q, dotted, &response, snapshot, udp);
+        if udp && wire::is_truncated(out) {
             self.counters.truncated.fetch_add(1, Ordering::Relaxed);
         }
-        Some(&self.out)
+        true
     }
 
     fn count(&self, rcode: Rcode) {
@@ -238,6 +244,7 @@ async fn tcp_connection(mut stream: TcpStream, src: SocketAddr, mut answerer: An
     let mut buf = vec![0u8; 512];
     // Length prefix + reply, kept for the connection's life: one write per
     // reply, no allocation per query.
+    let mut reply = Vec::with_capacity(512);
     let mut framed = Vec::with_capacity(514);
     loop {
         let mut len = [0u8; 2];
@@ -253,15 +260,15 @@ async fn tcp_connection(mut stream: TcpStream, src: SocketAddr, mut answerer: An
             Ok(Ok(_)) => {}
             _ => return,
         }
-        let Some(reply) = answerer.answer(&buf[..n], src, false) else {
+        if !answerer.answer(&buf[..n], src, false, &mut reply) {
             continue;
-        };
+        }
         let Ok(rlen) = u16::try_from(reply.len()) else {
             return;
         };
         framed.clear();
         framed.extend_from_slice(&rlen.to_be_bytes());
-        framed.extend_from_slice(reply);
+        framed.extend_from_slice(&reply);
         if stream.write_all(&framed).await.is_err() {
             return;
         }

@@ -722,6 +722,17 @@ fn put_site_txt(out: &mut Vec<u8>, owner: Owner<'_>, snap: &Snapshot) {
 /// A query for `name` (dotted) of `qtype`, with an OPT so long answers fit.
 #[must_use]
 pub fn build_query(id: u16, name: &str, qtype: u16, opcode: u8) -> Vec<u8> {
+    query(id, name, qtype, opcode, None)
+}
+
+/// [`build_query`] with EDNS Client Subnet `ecs` (scope 0), as a resolver
+/// sends it on a client's behalf (RFC 7871).
+#[must_use]
+pub fn build_query_ecs(id: u16, name: &str, qtype: u16, ecs: Ecs) -> Vec<u8> {
+    query(id, name, qtype, OPCODE_QUERY, Some(ecs))
+}
+
+fn query(id: u16, name: &str, qtype: u16, opcode: u8, ecs: Option<Ecs>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     put_u16(&mut out, id);
     let aa = if opcode == OPCODE_NOTIFY { FLAG_AA } else { 0 };
@@ -734,7 +745,7 @@ pub fn build_query(id: u16, name: &str, qtype: u16, opcode: u8) -> Vec<u8> {
     put_u16(&mut out, qtype);
     put_u16(&mut out, CLASS_IN);
     if opcode == OPCODE_QUERY {
-        put_opt(&mut out, 0, false, None);
+        put_opt(&mut out, 0, false, ecs.map(|e| (e, 0)));
     }
     out
 }

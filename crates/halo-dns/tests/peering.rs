@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use halo_dns::Dns;
-use halo_dns::wire::{build_query, parse_reply};
+use halo_dns::wire::{Ecs, build_query, build_query_ecs, parse_reply};
 use halo_health::{HealthHub, Registry};
 
 /// One site: its app, its health engine and its DNS node.
@@ -183,14 +183,17 @@ fn ask_from(server: SocketAddr, name: &str, subnet: Option<[u8; 3]>) -> String {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let mut q = build_query(7, &format!("{name}.global.example.com"), 1, 0);
-    if let Some(net) = subnet {
-        // build_query ends with an empty OPT: give it one ECS option
-        // (code 8, length 7: family 1, source /24, scope 0, 3 address bytes).
-        q.truncate(q.len() - 2);
-        q.extend_from_slice(&[0, 11, 0, 8, 0, 7, 0, 1, 24, 0]);
-        q.extend_from_slice(&net);
-    }
+    let name = format!("{name}.global.example.com");
+    let q = match subnet {
+        Some([a, b, c]) => {
+            let ecs = Ecs {
+                address: IpAddr::from([a, b, c, 0]),
+                source: 24,
+            };
+            build_query_ecs(7, &name, 1, ecs)
+        }
+        None => build_query(7, &name, 1, 0),
+    };
     sock.send_to(&q, server).unwrap();
     let mut buf = [0u8; 1500];
     let Ok((n, _)) = sock.recv_from(&mut buf) else {
@@ -211,22 +214,32 @@ fn ask_from(server: SocketAddr, name: &str, subnet: Option<[u8; 3]>) -> String {
 /// Polls until every node answers `want` for `name` (deadline 10 s).
 #[track_caller]
 fn converge(nodes: &[Site], name: &str, want: &str) {
+    wait_for(Duration::from_secs(10), || {
+        let got: Vec<String> = nodes.iter().map(|s| ask(s.dns_addr(), name)).collect();
+        if got.iter().all(|g| g == want) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name}: wanted {want:?} from every node, got {got:?}"
+            ))
+        }
+    });
+}
+
+/// Polls `check` every 20 ms until it is Ok; panics with its last Err once
+/// `limit` has passed.
+#[track_caller]
+fn wait_for(limit: Duration, mut check: impl FnMut() -> Result<(), String>) {
     #[allow(
         clippy::disallowed_methods,
         reason = "real processes and sockets: a wall-clock deadline"
     )]
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + limit;
     loop {
-        let got: Vec<String> = nodes.iter().map(|s| ask(s.dns_addr(), name)).collect();
-        if got.iter().all(|g| g == want) {
-            return;
-        }
+        let Err(why) = check() else { return };
         #[allow(clippy::disallowed_methods, reason = "see above")]
         let late = std::time::Instant::now() > deadline;
-        assert!(
-            !late,
-            "{name}: wanted {want:?} from every node, got {got:?}"
-        );
+        assert!(!late, "{why}");
         #[allow(
             clippy::disallowed_methods,
             reason = "poll interval of a real-time condition"
@@ -340,23 +353,15 @@ fn an_unreachable_peer_is_not_an_unhealthy_one() {
     // ...until the answer is stale.
     converge(&n[..1], "rr", "192.0.2.10");
     // (Services' answers arrived milliseconds apart and go stale so.)
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "real processes and sockets: a wall-clock deadline"
-    )]
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_for(Duration::from_secs(5), || {
         let stale = n[0].dns.as_ref().unwrap().peers();
         assert!(stale[0].unreachable, "{stale:?}");
         if stale[0].endpoints == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("still holding after the deadline: {stale:?}"))
         }
-        #[allow(clippy::disallowed_methods, reason = "see above")]
-        let late = std::time::Instant::now() > deadline;
-        assert!(!late, "still holding after the deadline: {stale:?}");
-        #[allow(clippy::disallowed_methods, reason = "poll interval")]
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
 }
 
 /// k8gb's "conflicting primaries": each cluster names itself primary. Every
@@ -488,22 +493,14 @@ listen = ["127.0.0.1:0"]
     });
     let at = dns.bound()[0];
     let wait = |want: &str| {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "real processes and sockets: a wall-clock deadline"
-        )]
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        wait_for(Duration::from_secs(10), || {
             let got = ask(at, "chk");
             if got == want {
-                return;
+                Ok(())
+            } else {
+                Err(format!("wanted {want:?}, got {got:?}"))
             }
-            #[allow(clippy::disallowed_methods, reason = "see above")]
-            let late = std::time::Instant::now() > deadline;
-            assert!(!late, "wanted {want:?}, got {got:?}");
-            #[allow(clippy::disallowed_methods, reason = "poll interval")]
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
     };
     wait("127.0.0.1");
     drop(app);

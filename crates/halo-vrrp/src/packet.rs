@@ -204,21 +204,21 @@ pub fn decode(msg: &[u8], src: IpAddr, dst: IpAddr) -> Result<Decoded, Drop> {
     })
 }
 
-fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> Vec<u8> {
-    let mut p = Vec::with_capacity(12);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&[0, PROTOCOL]);
-    p.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
+fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> [u8; 12] {
+    let mut p = [0; 12];
+    p[..4].copy_from_slice(&src.octets());
+    p[4..8].copy_from_slice(&dst.octets());
+    p[9] = PROTOCOL;
+    p[10..].copy_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
     p
 }
 
-fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, len: usize) -> Vec<u8> {
-    let mut p = Vec::with_capacity(40);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, PROTOCOL]);
+fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, len: usize) -> [u8; 40] {
+    let mut p = [0; 40];
+    p[..16].copy_from_slice(&src.octets());
+    p[16..32].copy_from_slice(&dst.octets());
+    p[32..36].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    p[39] = PROTOCOL;
     p
 }
 

@@ -68,7 +68,7 @@ fn addr(i: usize) -> IpAddr {
 }
 
 impl Sim {
-    fn new(seed: u64, priorities: &[u8], preempt: bool) -> Self {
+    fn new(seed: u64, priorities: &[u8], preempt: bool, preempt_delay: Duration) -> Self {
         let mut rng = Rng(seed);
         let interval = if rng.chance(500) {
             Duration::from_secs(1)
@@ -90,7 +90,7 @@ impl Sim {
                     priority,
                     interval,
                     preempt,
-                    preempt_delay: Duration::ZERO,
+                    preempt_delay,
                     primary: addr(i),
                 }),
                 up: false,
@@ -167,9 +167,9 @@ impl Sim {
     fn crash(&mut self, i: usize) {
         self.nodes[i].up = false;
         self.nodes[i].holds = false;
-        // A crashed router restarts from scratch.
-        let settings = self.nodes[i].router.clone();
-        self.nodes[i].router = settings;
+        // Back to Initialize without a word on the wire (the actions, its
+        // priority-0 advert among them, are dropped): a later start begins
+        // from scratch.
         self.nodes[i]
             .router
             .handle(Input::Shutdown, self.now, &mut Vec::new());
@@ -324,7 +324,7 @@ fn election_crash_return_and_graceful_handover() {
         let n = 2 + usize::try_from(rng.below(3)).unwrap();
         let tie = rng.chance(300);
         let prio = priorities(&mut rng, n, tie);
-        let mut sim = Sim::new(seed, &prio, true);
+        let mut sim = Sim::new(seed, &prio, true, Duration::ZERO);
         let interval = sim.interval;
         // Start in random phases within one interval.
         let mut order: Vec<usize> = (0..n).collect();
@@ -396,7 +396,7 @@ fn partition_heals_to_one_master_within_an_interval() {
         let n = 2 + usize::try_from(rng.below(3)).unwrap();
         let tie = rng.chance(300);
         let prio = priorities(&mut rng, n, tie);
-        let mut sim = Sim::new(seed, &prio, true);
+        let mut sim = Sim::new(seed, &prio, true, Duration::ZERO);
         let interval = sim.interval;
         for i in 0..n {
             sim.start_node(i);
@@ -433,22 +433,9 @@ fn partition_heals_to_one_master_within_an_interval() {
 fn no_preempt_and_preempt_delay() {
     for seed in seeds().into_iter().take(50) {
         for delay in [None, Some(Duration::from_secs(3))] {
-            let mut sim = Sim::new(seed, &[200, 100], delay.is_some());
+            let preempt_delay = delay.unwrap_or_default();
+            let mut sim = Sim::new(seed, &[200, 100], delay.is_some(), preempt_delay);
             let interval = sim.interval;
-            if let Some(d) = delay {
-                for i in 0..2 {
-                    let mut s = Settings {
-                        version: Version::V3,
-                        priority: [200, 100][i],
-                        interval,
-                        preempt: true,
-                        preempt_delay: d,
-                        primary: addr(i),
-                    };
-                    s.preempt_delay = d;
-                    sim.nodes[i].router = Router::new(s);
-                }
-            }
             sim.start_node(1);
             let until = sim.now + 5 * interval;
             sim.run_until(until);
@@ -491,7 +478,7 @@ fn loss_then_recovery() {
         let mut rng = Rng(seed ^ 0x1234);
         let n = 2 + usize::try_from(rng.below(3)).unwrap();
         let prio = priorities(&mut rng, n, false);
-        let mut sim = Sim::new(seed, &prio, true);
+        let mut sim = Sim::new(seed, &prio, true, Duration::ZERO);
         let interval = sim.interval;
         sim.loss_per_mille = 200;
         for i in 0..n {
