@@ -138,6 +138,14 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
+    /// The client has sent the whole body: what was read is all there is.
+    fn is_whole(&self) -> bool {
+        match &self.inner {
+            ClientBody::H1(b) => matches!(b.decoder, Decoder::Done),
+            ClientBody::H2(incoming) => incoming.is_end_stream(),
+        }
+    }
+
     /// The next piece of data (trailers are not forwarded).
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
         let data = match &mut self.inner {
@@ -224,9 +232,12 @@ pub(crate) struct Writer {
     /// Ends with the body when it was written whole (an HTTP/1.1 client's
     /// connection wants its buffer back).
     task: Option<tokio::task::JoinHandle<Option<Counted>>>,
-    /// One of the `BUSY`.. `CLIENT_ERROR` states below, set by the task when
-    /// it ends (a client failure also just before the server's side is shut).
+    /// One of the `BUSY`.. `ENDING` states below: `ENDING` before the write
+    /// that completes the body, the others when the task ends (a client
+    /// failure also just before the server's side is shut).
     state: Arc<AtomicU8>,
+    /// Bounds the wait for the body's last write in [`Writer::into_body`].
+    client_timeout: Duration,
 }
 
 /// A chunk-size line at most: 16 hex digits and CRLF.
@@ -256,6 +267,11 @@ const FAILED: u8 = 3;
 /// The client's body broke off (closed, reset, bad chunked encoding): the
 /// server's side was shut for writing.
 const CLIENT_ERROR: u8 = 4;
+/// The client's body is whole; the writes that complete it for the server
+/// are under way. Set before them: the server cannot answer a whole body
+/// before this is visible, so the response side never mistakes a finishing
+/// body for an unfinished one.
+const ENDING: u8 = 5;
 
 impl Writer {
     /// Starts writing `body` to the server (`chunked`: halo frames it). A
@@ -280,6 +296,7 @@ impl Writer {
                         break CLIENT_TIMEOUT;
                     }
                     Ok(None) => {
+                        shared.store(ENDING, Ordering::Release);
                         let last = if chunked {
                             h1::write_all(&io, &mut [IoSlice::new(LAST_CHUNK)]).await
                         } else {
@@ -299,6 +316,11 @@ impl Writer {
                 };
                 if data.is_empty() {
                     continue;
+                }
+                if !chunked && body.is_whole() {
+                    // This write completes the body (a chunked one ends
+                    // with its last chunk, above).
+                    shared.store(ENDING, Ordering::Release);
                 }
                 let written = if chunked {
                     let mut line = [0u8; SIZE_LINE];
@@ -321,10 +343,11 @@ impl Writer {
         Self {
             task: Some(task),
             state,
+            client_timeout,
         }
     }
 
-    /// The whole body went out.
+    /// The whole body went out (and the task has let go of the socket).
     pub(crate) fn done(&self) -> bool {
         self.state.load(Ordering::Acquire) == DONE
     }
@@ -340,12 +363,21 @@ impl Writer {
         }
     }
 
-    /// The body, if it was written whole (its task is then ending).
+    /// The body, if the client sent it whole and it was written whole. A
+    /// body still arriving from the client gives None at once (the
+    /// connection cannot carry another request); one whose last write is
+    /// under way is waited for, up to `timeouts.client`.
     pub(crate) async fn into_body(mut self) -> Option<Counted> {
-        if !self.done() {
+        if !matches!(self.state.load(Ordering::Acquire), DONE | ENDING) {
             return None;
         }
-        self.task.take()?.await.ok().flatten()
+        let mut task = self.task.take()?;
+        if let Ok(joined) = tokio::time::timeout(self.client_timeout, &mut task).await {
+            joined.ok().flatten()
+        } else {
+            task.abort();
+            None
+        }
     }
 }
 
