@@ -18,6 +18,8 @@ pub(crate) struct RawConfig {
     pub(crate) pool: Vec<S<RawPool>>,
     #[serde(default)]
     pub(crate) vip: Vec<S<RawVip>>,
+    #[serde(default)]
+    pub(crate) vip_group: Vec<S<RawVipGroup>>,
     pub(crate) gslb: Option<S<RawGslb>>,
 }
 
@@ -194,6 +196,25 @@ pub(crate) struct RawVip {
     pub(crate) preempt_delay: Option<S<String>>,
     #[serde(default)]
     pub(crate) track: Vec<S<RawTrack>>,
+    pub(crate) notify: Option<S<String>>,
+    pub(crate) checksum: Option<RawChecksum>,
+    pub(crate) garp_repeat: Option<S<i64>>,
+    pub(crate) garp_delay: Option<S<String>>,
+    pub(crate) garp_refresh: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawChecksum {
+    PseudoHeader,
+    Rfc9568,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVipGroup {
+    pub(crate) name: S<String>,
+    pub(crate) vips: S<Vec<S<String>>>,
     pub(crate) notify: Option<S<String>>,
 }
 

@@ -22,6 +22,8 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// Virtual IPs (tier 2).
     pub vips: Vec<Vip>,
+    /// `[[vip_group]]` sync groups.
+    pub vip_groups: Vec<VipGroup>,
     /// Global DNS (tier 1), when configured.
     pub gslb: Option<Gslb>,
 }
@@ -414,6 +416,41 @@ pub struct Vip {
     /// What lowers the priority or faults the instance.
     pub track: Vec<Track>,
     /// Command run on each transition with name, state, priority.
+    pub notify: Option<PathBuf>,
+    /// How the version 3 IPv4 checksum is sent.
+    pub checksum: VrrpChecksum,
+    /// Gratuitous ARP / unsolicited NA after a takeover.
+    pub garp: Garp,
+}
+
+/// The form of the VRRPv3 IPv4 checksum sent (both are accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrrpChecksum {
+    /// Over an IPv4 pseudo-header and the message (keepalived; default).
+    PseudoHeader,
+    /// Over the message only (RFC 9568 §5.2.8; Cisco, Juniper).
+    Rfc9568,
+}
+
+/// Announcements after a takeover (keepalived's `garp_master_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Garp {
+    /// Announcements per address in each burst, 1..=100. Default 5.
+    pub repeat: u8,
+    /// A second burst this long after the first; zero = none. Default 5s.
+    pub delay: Duration,
+    /// Announce again this often while master; zero = never. Default 0s.
+    pub refresh: Duration,
+}
+
+/// `[[vip_group]]`: VRRP instances that fail over together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipGroup {
+    /// Unique group name.
+    pub name: String,
+    /// Member instances (each in at most one group).
+    pub vips: Vec<String>,
+    /// Command run when the group's state changes, with name, state, priority.
     pub notify: Option<PathBuf>,
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,15 +13,17 @@ use toml::Spanned;
 
 use crate::error::Report;
 use crate::raw::{
-    RawBalance, RawCheck, RawCheckType, RawConfig, RawEndpoint, RawGslb, RawHealth, RawInitial,
-    RawListener, RawPassive, RawPeer, RawPool, RawProtocol, RawRecord, RawRecordType, RawRetryOn,
-    RawSendProxy, RawServer, RawService, RawStrategy, RawTimeouts, RawVip, RawWhenAllDown, S,
+    RawBalance, RawCheck, RawCheckType, RawChecksum, RawConfig, RawEndpoint, RawGslb, RawHealth,
+    RawInitial, RawListener, RawPassive, RawPeer, RawPool, RawProtocol, RawRecord, RawRecordType,
+    RawRetryOn, RawSendProxy, RawServer, RawService, RawStrategy, RawTimeouts, RawVip, RawVipGroup,
+    RawWhenAllDown, S,
 };
 use crate::types::{
-    Admin, Balance, Check, CheckKind, Config, Endpoint, EndpointHealth, GeoRule, Gslb, HostPattern,
-    HttpCheck, InitialState, IpNet, Listener, Node, Passive, Peer, Pool, Protocol, RecordData,
-    RetryOn, Route, SendProxy, Server, ServerAddress, Service, StaticRecord, StatusRanges,
-    Strategy, Timeouts, Track, TrackTarget, Unicast, Vip, VrrpVersion, WhenAllDown,
+    Admin, Balance, Check, CheckKind, Config, Endpoint, EndpointHealth, Garp, GeoRule, Gslb,
+    HostPattern, HttpCheck, InitialState, IpNet, Listener, Node, Passive, Peer, Pool, Protocol,
+    RecordData, RetryOn, Route, SendProxy, Server, ServerAddress, Service, StaticRecord,
+    StatusRanges, Strategy, Timeouts, Track, TrackTarget, Unicast, Vip, VipGroup, VrrpChecksum,
+    VrrpVersion, WhenAllDown,
 };
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
@@ -64,6 +66,12 @@ pub(crate) fn validate(
         .collect();
     v.unique_names(raw.vip.iter().map(|x| &x.get_ref().name), "vip");
     v.unique_vrids(&raw.vip);
+    let vip_names: HashSet<&str> = raw
+        .vip
+        .iter()
+        .map(|x| x.get_ref().name.get_ref().as_str())
+        .collect();
+    let vip_groups = v.vip_groups(&raw.vip_group, &vip_names);
 
     let gslb = raw
         .gslb
@@ -80,6 +88,7 @@ pub(crate) fn validate(
         listeners,
         pools,
         vips,
+        vip_groups,
         gslb,
     })
 }
@@ -851,16 +860,35 @@ impl Validator<'_, '_> {
             .iter()
             .filter_map(|t| self.track(t, listeners))
             .collect();
-        let notify = x.notify.as_ref().map(|n| {
-            if n.get_ref().trim().is_empty() {
-                self.r.error_hint(
-                    n.span(),
-                    "`notify` is empty",
-                    "write the path of an executable, or remove the key",
-                );
-            }
-            n.get_ref().into()
-        });
+        let notify = x.notify.as_ref().map(|n| self.notify(n));
+        let garp_delay = |v: &mut Self, d: Option<&S<String>>, key, default| {
+            d.map_or(default, |d| {
+                let parsed = v.duration(d, key).unwrap_or(default);
+                if parsed > Duration::from_secs(3600) {
+                    v.r.error_hint(
+                        d.span(),
+                        format!("`{key}` is over an hour"),
+                        "write e.g. \"5s\", or \"0s\" for none",
+                    );
+                }
+                parsed
+            })
+        };
+        let garp = Garp {
+            repeat: self.int(x.garp_repeat.as_ref(), "garp_repeat", 1..=100, 5u8),
+            delay: garp_delay(
+                self,
+                x.garp_delay.as_ref(),
+                "garp_delay",
+                Duration::from_secs(5),
+            ),
+            refresh: garp_delay(
+                self,
+                x.garp_refresh.as_ref(),
+                "garp_refresh",
+                Duration::ZERO,
+            ),
+        };
         Some(Vip {
             name,
             interface,
@@ -874,7 +902,56 @@ impl Validator<'_, '_> {
             preempt_delay,
             track,
             notify,
+            checksum: match x.checksum {
+                None | Some(RawChecksum::PseudoHeader) => VrrpChecksum::PseudoHeader,
+                Some(RawChecksum::Rfc9568) => VrrpChecksum::Rfc9568,
+            },
+            garp,
         })
+    }
+
+    fn notify(&mut self, n: &S<String>) -> PathBuf {
+        if n.get_ref().trim().is_empty() {
+            self.r.error_hint(
+                n.span(),
+                "`notify` is empty",
+                "write the path of an executable, or remove the key",
+            );
+        }
+        n.get_ref().into()
+    }
+
+    fn vip_groups(&mut self, raw: &[S<RawVipGroup>], vips: &HashSet<&str>) -> Vec<VipGroup> {
+        let mut member_of: HashMap<&str, &str> = HashMap::new();
+        let mut out = Vec::new();
+        for g in raw {
+            let x = g.get_ref();
+            let name = self.name(&x.name, "vip_group");
+            if x.vips.get_ref().is_empty() {
+                self.r.error_hint(x.vips.span(), format!("vip_group \"{name}\" has no members"), "list the [[vip]] names that fail over together, e.g. vips = [\"vi1\", \"vi2\"]");
+            }
+            let mut members = Vec::new();
+            for m in x.vips.get_ref() {
+                let member = self.reference(m, vips, "vip");
+                if let Some(other) =
+                    member_of.insert(m.get_ref().as_str(), x.name.get_ref().as_str())
+                {
+                    self.r.error_hint(
+                        m.span(),
+                        format!("vip \"{member}\" is already in vip_group \"{other}\""),
+                        "put each [[vip]] in one group at most",
+                    );
+                }
+                members.push(member);
+            }
+            out.push(VipGroup {
+                name,
+                vips: members,
+                notify: x.notify.as_ref().map(|n| self.notify(n)),
+            });
+        }
+        self.unique_names(raw.iter().map(|g| &g.get_ref().name), "vip_group");
+        out
     }
 
     fn track(&mut self, raw: &S<crate::raw::RawTrack>, listeners: &HashSet<&str>) -> Option<Track> {

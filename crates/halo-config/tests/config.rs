@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use halo_config::{
     Balance, CheckKind, ConfigError, EndpointHealth, HostPattern, InitialState, ServerAddress,
-    Strategy, VrrpVersion, WhenAllDown,
+    Strategy, VrrpChecksum, VrrpVersion, WhenAllDown,
 };
 
 fn parse(text: &str) -> Result<halo_config::Config, ConfigError> {
@@ -166,6 +166,22 @@ fn each_rule_has_a_located_error() {
             "9:8: vrid 1 on eth0 is already used by vip \"v\"",
         ),
         (
+            "[[vip]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"192.0.2.1/24\"]\nchecksum = \"rfc5798\"\n",
+            "6:12: `checksum`: unknown value \"rfc5798\"; did you mean \"rfc9568\"?",
+        ),
+        (
+            "[[vip]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"192.0.2.1/24\"]\ngarp_repeat = 0\n",
+            "6:15: `garp_repeat` = 0 is out of range; write a whole number from 1 to 100",
+        ),
+        (
+            "[[vip]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"192.0.2.1/24\"]\n[[vip_group]]\nname = \"g\"\nvips = [\"v\", \"vv\"]\n",
+            "8:14: no vip named \"vv\"; did you mean \"v\"?",
+        ),
+        (
+            "[[vip]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"192.0.2.1/24\"]\n[[vip_group]]\nname = \"g\"\nvips = [\"v\"]\n[[vip_group]]\nname = \"h\"\nvips = [\"v\"]\n",
+            "11:9: vip \"v\" is already in vip_group \"g\"; put each [[vip]] in one group at most",
+        ),
+        (
             "[gslb]\nzone = \"g.example\"\n[[gslb.service]]\nname = \"s\"\nstrategy = \"failover\"\nfailover_order = [\"east\"]\n[[gslb.service.endpoint]]\naddress = \"192.0.2.1\"\n",
             "6:19: `failover_order` names unknown site \"east\"",
         ),
@@ -272,6 +288,12 @@ fn defaults_follow_the_anchors() {
     assert_eq!(v.advert_interval, Duration::from_secs(1));
     assert_eq!(v.addresses[0].to_string(), "192.0.2.20/32");
     assert!(v.unicast.is_none());
+    // keepalived's checksum form and GARP defaults.
+    assert_eq!(v.checksum, VrrpChecksum::PseudoHeader);
+    assert_eq!(
+        (v.garp.repeat, v.garp.delay, v.garp.refresh),
+        (5, Duration::from_secs(5), Duration::ZERO)
+    );
 
     let g = c.gslb.as_ref().unwrap();
     assert_eq!(g.zone, "global.example.com");

@@ -22,4 +22,4 @@ pub mod registry;
 pub use machine::{AdminState, Machine, Params, Reason, Transition};
 pub use monitor::{HealthEvent, HealthHub, Monitor, ServerHealth, ServerKey};
 pub use probe::{ProbeOutcome, ProbeTarget};
-pub use registry::{Registry, gslb_key};
+pub use registry::{Registry, gslb_key, track_key};

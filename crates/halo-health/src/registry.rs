@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use std::net::{IpAddr, SocketAddr};
 
-use halo_config::{Check, Config, EndpointHealth, Passive, ServerAddress};
+use halo_config::{
+    Check, CheckKind, Config, EndpointHealth, InitialState, Passive, ServerAddress, TrackTarget,
+};
 
 use crate::monitor::{HealthHub, Monitor, ServerHealth, ServerKey};
 
@@ -79,6 +81,23 @@ impl Registry {
                 }
             }
         }
+        // A VRRP `track = [{ tcp = ... }]` entry is a TCP check of its own,
+        // under `vrrp:<vip>/<address>`, checked every second and decided on
+        // two results (keepalived's vrrp_script runs every second).
+        for vip in &config.vips {
+            for t in &vip.track {
+                if let TrackTarget::Tcp(addr) = t.target {
+                    wanted.insert(
+                        track_key(&vip.name, addr),
+                        Spec {
+                            address: ServerAddress::Socket(addr),
+                            check: Some(track_check()),
+                            passive: Passive::default(),
+                        },
+                    );
+                }
+            }
+        }
         self.monitors
             .retain(|key, (spec, _)| wanted.get(key) == Some(spec));
         for (key, spec) in wanted {
@@ -98,6 +117,29 @@ impl Registry {
     #[must_use]
     pub fn health(&self, key: &ServerKey) -> Option<Arc<ServerHealth>> {
         self.monitors.get(key).map(|(_, m)| Arc::clone(m.health()))
+    }
+}
+
+/// The key under which a VRRP instance's TCP track check runs.
+#[must_use]
+pub fn track_key(vip: &str, address: SocketAddr) -> ServerKey {
+    ServerKey::new(&format!("vrrp:{vip}"), &address.to_string())
+}
+
+/// The check behind a `{ tcp = ... }` track entry.
+fn track_check() -> Check {
+    let second = std::time::Duration::from_secs(1);
+    Check {
+        kind: CheckKind::Tcp,
+        port: None,
+        interval: second,
+        fast_interval: second,
+        down_interval: second,
+        timeout: second,
+        rise: 2,
+        fall: 2,
+        initial: InitialState::Up,
+        spread_percent: 10,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod check;
 mod run;
+mod vip;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,8 +1,10 @@
 //! `halo run`: start what the config describes and keep it running.
 //!
 //! Today that is the health engine for every `[[pool]]` (and GSLB endpoint
-//! check), the proxy for `http` and `tcp` listeners, and the DNS tier for `[gslb]`. Sections whose tier is not built yet make `run` refuse to start,
-//! naming them, so nothing in a file is silently ignored.
+//! and VRRP track check), the proxy for `http` and `tcp` listeners, the DNS
+//! tier for `[gslb]` and VRRP for `[[vip]]`. Sections whose tier is not built
+//! yet make `run` refuse to start, naming them, so nothing in a file is
+//! silently ignored.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -46,21 +48,18 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
             )
         })
         .collect();
-    if !c.vips.is_empty() {
-        missing.push("[[vip]] (VRRP tier)".into());
-    }
     if c.admin.is_some() {
         missing.push("[admin] (admin API)".into());
     }
     if !missing.is_empty() {
         anyhow::bail!(
-            "not supported yet: {}; this build runs [[pool]] health checks, http and tcp listeners \
-             and [gslb] (`halo check` validates every section)",
+            "not supported yet: {}; this build runs [[pool]] health checks, http and tcp listeners, \
+             [gslb] and [[vip]] (`halo check` validates every section)",
             missing.join(", ")
         );
     }
-    if c.pools.is_empty() && c.gslb.is_none() {
-        anyhow::bail!("nothing to run: the file configures no [[pool]] and no [gslb]");
+    if c.pools.is_empty() && c.gslb.is_none() && c.vips.is_empty() {
+        anyhow::bail!("nothing to run: the file configures no [[pool]], no [gslb] and no [[vip]]");
     }
     Ok(())
 }
@@ -80,6 +79,9 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         )?),
         None => None,
     };
+    // Last: an instance starts as backup, and its addresses should find the
+    // listeners already bound.
+    let mut vips = crate::vip::Vips::start(&config, &registry)?;
     tracing::info!(
         node = %config.node.name,
         site = %config.node.site,
@@ -93,13 +95,15 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &mut registry, &mut proxy, &mut dns),
+            _ = hup.recv() => reload(path, &mut registry, &mut proxy, &mut dns, &mut vips),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("stopping");
-    // Listeners close first, then the monitors stop.
+    // Masters hand their addresses over first (priority 0: the peers take
+    // over within their skew time), then listeners close, then the monitors.
+    vips.stop().await;
     drop(proxy);
     drop(dns);
     drop(registry);
@@ -107,7 +111,13 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
 }
 
 /// Validates the file again and applies it; a bad file changes nothing.
-fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy, dns: &mut Option<Dns>) {
+fn reload(
+    path: &Path,
+    registry: &mut Registry,
+    proxy: &mut Proxy,
+    dns: &mut Option<Dns>,
+    vips: &mut crate::vip::Vips,
+) {
     let config = match halo_config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -129,6 +139,7 @@ fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy, dns: &mut Opt
     if let Err(e) = refuse_unsupported(&config)
         .and_then(|()| proxy.check_reload(&config).map_err(Into::into))
         .and_then(|()| dns_ok())
+        .and_then(|()| crate::vip::Vips::check_reload(&config))
     {
         tracing::error!("reload rejected, the running config stays: {e:#}");
         return;
@@ -142,6 +153,9 @@ fn reload(path: &Path, registry: &mut Registry, proxy: &mut Proxy, dns: &mut Opt
         if let Err(e) = d.reload(&config, registry) {
             tracing::error!("DNS reload failed after the health engine took the new config: {e}");
         }
+    }
+    if let Err(e) = vips.apply(&config, registry) {
+        tracing::error!("VRRP reload failed after the health engine took the new config: {e:#}");
     }
     tracing::info!("reloaded: {}", crate::check::summary(&config));
 }

@@ -15,37 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{can_run, sh};
+
 const DEADLINE: Duration = Duration::from_secs(40);
-
-/// Whether this test can run; panics in CI when it cannot.
-fn can_run(test: &str) -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if root {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs root (network namespaces) and CI runs as root"
-    );
-    // The skip must be visible in the test output (the one place it shows).
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!("SKIPPED {test}: needs root for network namespaces (runs in CI)");
-    }
-    false
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Three hosts as network namespaces: a client and the load balancer on one
 /// link (192.0.2.0/24), the load balancer and the servers on another

@@ -1,0 +1,64 @@
+//! Linux I/O for halo's virtual-IP tier: what [`halo_vrrp`]'s sans-io router
+//! needs from the kernel.
+//!
+//! - [`VrrpSocket`]: raw IP protocol 112 on one interface, IPv4 or IPv6,
+//!   multicast (224.0.0.18 / ff02::12) or unicast; sends with TTL / hop limit
+//!   255 and TOS 0xc0 from a chosen source, receives with the TTL and the
+//!   destination so the caller can check them.
+//! - [`Addresses`]: virtual addresses added and removed with rtnetlink.
+//! - [`Announcer`]: gratuitous ARP (AF_PACKET) and unsolicited neighbour
+//!   advertisements (ICMPv6) after a takeover.
+//! - [`Interface`]: an interface's index, MAC and primary addresses.
+//!
+//! This is the one crate of halo with `unsafe`: building a `sockaddr_ll` for
+//! AF_PACKET (module `announce`), which neither socket2 nor nix offer safely.
+//!
+//! [`halo_vrrp`]: https://docs.rs/halo-vrrp
+
+#![deny(unsafe_code)]
+
+mod addr;
+mod announce;
+mod iface;
+mod socket;
+
+pub use addr::Addresses;
+pub use announce::Announcer;
+pub use iface::Interface;
+pub use socket::{Received, VrrpSocket};
+
+/// What can go wrong talking to the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The interface does not exist (or has no address of the family).
+    #[error("interface {name}: {why}")]
+    Interface {
+        /// Interface name.
+        name: String,
+        /// What is missing.
+        why: String,
+    },
+    /// A socket call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// The call.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A netlink request failed.
+    #[error("netlink {what}: {message}")]
+    Netlink {
+        /// The request.
+        what: &'static str,
+        /// The kernel's answer.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Self::Io { what, source }
+    }
+}

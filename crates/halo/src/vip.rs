@@ -1,0 +1,746 @@
+//! The virtual-IP tier at run time: one task per `[[vip]]` that drives a
+//! [`halo_vrrp::Router`] with a raw socket, netlink and announcements
+//! ([`halo_net`]), a tracking task that turns health into priority and
+//! faults, and a notifier that runs `notify` commands in order.
+//!
+//! Order on stop (SIGTERM): every master says priority 0 and removes its
+//! addresses before the proxy stops, so the peers take over within their
+//! skew time while this node still answers what it has in flight.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use halo_config::{Config, IpNet, TrackTarget, Vip, VrrpChecksum, VrrpVersion};
+use halo_health::{Registry, ServerHealth, ServerKey, track_key};
+use halo_net::{Addresses, Announcer, Interface, VrrpSocket};
+use halo_vrrp::packet::{self, Drop as DropReason};
+use halo_vrrp::{Action, Advert, ChecksumForm, Input, Router, Settings, State, Version};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long a stopping instance may take to say priority 0 and remove its
+/// addresses before it is abandoned.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a `notify` command may run before it is killed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What tracking says about one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TrackState {
+    /// A tracked target without weight is down (or, in a `[[vip_group]]`,
+    /// one of the group's members has such a target down).
+    pub(crate) fault: bool,
+    /// Sum of the weights of the weighted targets that are down.
+    pub(crate) delta: i32,
+}
+
+/// Why received packets were dropped, counted per instance.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) drop_ttl: AtomicU64,
+    pub(crate) drop_peer: AtomicU64,
+    pub(crate) drop_vrid: AtomicU64,
+    pub(crate) drop_version: AtomicU64,
+    pub(crate) drop_length: AtomicU64,
+    pub(crate) drop_checksum: AtomicU64,
+    pub(crate) drop_other: AtomicU64,
+    pub(crate) transitions: AtomicU64,
+}
+
+/// A state change, for `notify` and the logs.
+#[derive(Debug, Clone)]
+struct Change {
+    vip: String,
+    state: State,
+    priority: u8,
+    /// The instance's `notify` command.
+    notify: Option<PathBuf>,
+}
+
+/// One running instance.
+#[derive(Debug)]
+struct Running {
+    spec: Vip,
+    track: watch::Sender<TrackState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    #[allow(
+        dead_code,
+        reason = "read by the admin API (issue 6); kept per instance now"
+    )]
+    counters: Arc<Counters>,
+}
+
+/// Every `[[vip]]` of the running config.
+#[derive(Debug)]
+pub(crate) struct Vips {
+    running: HashMap<String, Running>,
+    addresses: Option<Addresses>,
+    changes: mpsc::UnboundedSender<Change>,
+    notifier: JoinHandle<()>,
+    groups: watch::Sender<Vec<halo_config::VipGroup>>,
+    tracker: Option<JoinHandle<()>>,
+}
+
+impl Vips {
+    /// Starts every instance of `config`. Fails when an interface or the
+    /// sockets cannot be opened (no CAP_NET_RAW / CAP_NET_ADMIN).
+    pub(crate) fn start(config: &Config, registry: &Registry) -> anyhow::Result<Self> {
+        let (changes, rx) = mpsc::unbounded_channel();
+        let (groups, groups_rx) = watch::channel(config.vip_groups.clone());
+        let notifier = tokio::spawn(notifier(rx, groups_rx));
+        let mut vips = Self {
+            running: HashMap::new(),
+            addresses: None,
+            changes,
+            notifier,
+            groups,
+            tracker: None,
+        };
+        if !config.vips.is_empty() {
+            vips.addresses = Some(Addresses::open().context("netlink")?);
+        }
+        vips.apply(config, registry)?;
+        Ok(vips)
+    }
+
+    /// Checks what a reload would need that can fail: the interfaces.
+    pub(crate) fn check_reload(config: &Config) -> anyhow::Result<()> {
+        for v in &config.vips {
+            Interface::lookup(&v.interface, &[])
+                .with_context(|| format!("[[vip]] \"{}\"", v.name))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the instances match `config`: unchanged ones keep running,
+    /// changed and removed ones stop (priority 0: the peers take over) and
+    /// changed and new ones start.
+    pub(crate) fn apply(&mut self, config: &Config, registry: &Registry) -> anyhow::Result<()> {
+        if !config.vips.is_empty() && self.addresses.is_none() {
+            self.addresses = Some(Addresses::open().context("netlink")?);
+        }
+        let wanted: HashMap<&str, &Vip> =
+            config.vips.iter().map(|v| (v.name.as_str(), v)).collect();
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, r)| wanted.get(name.as_str()).is_none_or(|v| **v != r.spec))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(r) = self.running.remove(&name) {
+                stop_one(r).await_later();
+            }
+        }
+        for v in &config.vips {
+            if self.running.contains_key(&v.name) {
+                continue;
+            }
+            let (track, track_rx) = watch::channel(TrackState::default());
+            let (stop, stop_rx) = oneshot::channel();
+            let counters = Arc::new(Counters::default());
+            let instance = Instance::open(
+                v.clone(),
+                self.addresses.clone().context("netlink")?,
+                Arc::clone(&counters),
+                self.changes.clone(),
+            )
+            .with_context(|| format!("[[vip]] \"{}\" on {}", v.name, v.interface))?;
+            let task = tokio::spawn(instance.run(track_rx, stop_rx));
+            self.running.insert(
+                v.name.clone(),
+                Running {
+                    spec: v.clone(),
+                    track,
+                    stop: Some(stop),
+                    task,
+                    counters,
+                },
+            );
+        }
+        self.groups.send_replace(config.vip_groups.clone());
+        // Tracking follows the new config's targets.
+        if let Some(t) = self.tracker.take() {
+            t.abort();
+        }
+        let senders: HashMap<String, watch::Sender<TrackState>> = self
+            .running
+            .iter()
+            .map(|(n, r)| (n.clone(), r.track.clone()))
+            .collect();
+        let inputs = TrackInputs::new(config, registry);
+        let mut events = registry.hub().subscribe();
+        self.tracker = Some(tokio::spawn(async move {
+            loop {
+                let states = inputs.evaluate();
+                for (name, tx) in &senders {
+                    let s = states.get(name).copied().unwrap_or_default();
+                    tx.send_if_modified(|old| {
+                        let changed = *old != s;
+                        *old = s;
+                        changed
+                    });
+                }
+                match events.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// Stops every instance: masters say priority 0 and give their
+    /// addresses up. Waits for them (bounded), then for pending `notify`s.
+    pub(crate) async fn stop(mut self) {
+        if let Some(t) = self.tracker.take() {
+            t.abort();
+        }
+        let stops: Vec<_> = self.running.drain().map(|(_, r)| stop_one(r)).collect();
+        for s in stops {
+            s.wait().await;
+        }
+        drop(self.changes);
+        let _ = tokio::time::timeout(NOTIFY_TIMEOUT, self.notifier).await;
+    }
+}
+
+/// A stop in progress.
+struct Stopping(JoinHandle<()>);
+
+impl Stopping {
+    /// Lets it finish on its own (a reload does not wait).
+    fn await_later(self) {
+        tokio::spawn(self.wait());
+    }
+
+    async fn wait(self) {
+        let mut task = self.0;
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            tracing::warn!("a VRRP instance did not stop within {STOP_GRACE:?}; abandoned");
+            task.abort();
+        }
+    }
+}
+
+fn stop_one(mut r: Running) -> Stopping {
+    if let Some(s) = r.stop.take() {
+        let _ = s.send(());
+    }
+    Stopping(r.task)
+}
+
+/// Runs `notify` commands one at a time, in the order of the changes, with
+/// the arguments name, state and priority (keepalived's `notify` has the
+/// same three after its INSTANCE/GROUP word). A group's command runs when
+/// the group's state changes: MASTER when every member is master, FAULT when
+/// any is, BACKUP otherwise.
+async fn notifier(
+    mut rx: mpsc::UnboundedReceiver<Change>,
+    groups: watch::Receiver<Vec<halo_config::VipGroup>>,
+) {
+    let mut states: HashMap<String, State> = HashMap::new();
+    let mut group_states: HashMap<String, State> = HashMap::new();
+    while let Some(c) = rx.recv().await {
+        states.insert(c.vip.clone(), c.state);
+        if let Some(cmd) = &c.notify {
+            run_notify(cmd, &c.vip, c.state, c.priority).await;
+        }
+        let groups = groups.borrow().clone();
+        for g in groups.iter().filter(|g| g.vips.contains(&c.vip)) {
+            let member = |v: &String| states.get(v).copied().unwrap_or(State::Initialize);
+            let state = if g.vips.iter().any(|v| member(v) == State::Fault) {
+                State::Fault
+            } else if g.vips.iter().all(|v| member(v) == State::Master) {
+                State::Master
+            } else {
+                State::Backup
+            };
+            if group_states.insert(g.name.clone(), state) != Some(state) {
+                tracing::info!(group = %g.name, state = state.as_str(), "VRRP group state");
+                if let Some(cmd) = &g.notify {
+                    run_notify(cmd, &g.name, state, c.priority).await;
+                }
+            }
+        }
+    }
+}
+
+async fn run_notify(cmd: &PathBuf, name: &str, state: State, priority: u8) {
+    let child = tokio::process::Command::new(cmd)
+        .arg(name)
+        .arg(state.as_str())
+        .arg(priority.to_string())
+        .kill_on_drop(true)
+        .spawn();
+    match child {
+        Ok(mut child) => match tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => {
+                tracing::warn!(command = %cmd.display(), %status, "notify command failed");
+            }
+            Ok(Err(e)) => tracing::warn!(command = %cmd.display(), "notify command: {e}"),
+            Err(_) => {
+                tracing::warn!(command = %cmd.display(), "notify command still running after {NOTIFY_TIMEOUT:?}: killed");
+            }
+        },
+        Err(e) => tracing::warn!(command = %cmd.display(), "cannot run notify command: {e}"),
+    }
+}
+
+/// What tracking reads, resolved against the registry once per config.
+struct TrackInputs {
+    vips: Vec<Tracked>,
+}
+
+/// One instance's track entries.
+struct Tracked {
+    name: String,
+    group: Option<String>,
+    entries: Vec<Entry>,
+}
+
+/// One track entry: down when none of its servers serves (a listener's:
+/// every server of its pools; a TCP target's: its own check).
+struct Entry {
+    servers: Vec<Arc<ServerHealth>>,
+    weight: Option<i16>,
+}
+
+impl TrackInputs {
+    fn new(config: &Config, registry: &Registry) -> Self {
+        let group_of = |vip: &str| {
+            config
+                .vip_groups
+                .iter()
+                .find(|g| g.vips.iter().any(|v| v == vip))
+                .map(|g| g.name.clone())
+        };
+        let vips = config
+            .vips
+            .iter()
+            .map(|v| {
+                let entries = v
+                    .track
+                    .iter()
+                    .map(|t| {
+                        let keys: Vec<ServerKey> = match &t.target {
+                            TrackTarget::Tcp(addr) => vec![track_key(&v.name, *addr)],
+                            TrackTarget::Listener(l) => listener_servers(config, l),
+                        };
+                        Entry {
+                            servers: keys.iter().filter_map(|k| registry.health(k)).collect(),
+                            weight: t.weight,
+                        }
+                    })
+                    .collect();
+                Tracked {
+                    name: v.name.clone(),
+                    group: group_of(&v.name),
+                    entries,
+                }
+            })
+            .collect();
+        Self { vips }
+    }
+
+    /// Each instance's state now; a fault of one group member faults them all.
+    fn evaluate(&self) -> HashMap<String, TrackState> {
+        let mut out: HashMap<String, TrackState> = HashMap::new();
+        let mut group_fault: HashMap<&str, bool> = HashMap::new();
+        for t in &self.vips {
+            let mut s = TrackState::default();
+            for e in &t.entries {
+                let down = !e.servers.iter().any(|h| h.is_serving());
+                match (down, e.weight) {
+                    (true, None) => s.fault = true,
+                    (true, Some(w)) => s.delta += i32::from(w),
+                    (false, _) => {}
+                }
+            }
+            if let Some(g) = &t.group {
+                *group_fault.entry(g).or_default() |= s.fault;
+            }
+            out.insert(t.name.clone(), s);
+        }
+        for t in &self.vips {
+            if let Some(g) = &t.group
+                && group_fault.get(g.as_str()).copied().unwrap_or(false)
+                && let Some(s) = out.get_mut(&t.name)
+            {
+                s.fault = true;
+            }
+        }
+        out
+    }
+}
+
+/// Every server a listener can send to: its default pool's and its routes'.
+fn listener_servers(config: &Config, listener: &str) -> Vec<ServerKey> {
+    let Some(l) = config.listeners.iter().find(|l| l.name == listener) else {
+        return Vec::new();
+    };
+    let pools = l
+        .default_pool
+        .iter()
+        .chain(l.routes.iter().map(|r| &r.pool));
+    pools
+        .filter_map(|p| config.pools.iter().find(|x| &x.name == p))
+        .flat_map(|p| p.servers.iter().map(|s| ServerKey::new(&p.name, &s.name)))
+        .collect()
+}
+
+/// One VRRP instance's I/O around its router.
+struct Instance {
+    vip: Vip,
+    iface: Interface,
+    socket: VrrpSocket,
+    announcer: Announcer,
+    netlink: Addresses,
+    counters: Arc<Counters>,
+    changes: mpsc::UnboundedSender<Change>,
+    source: IpAddr,
+    destinations: Vec<IpAddr>,
+    advert: Advert,
+    form: ChecksumForm,
+    version: Version,
+    /// When the next announcement burst is due while master.
+    announce_at: Option<Instant>,
+    /// Drop reasons already logged as a warning.
+    warned: std::collections::HashSet<String>,
+}
+
+impl Instance {
+    fn open(
+        vip: Vip,
+        netlink: Addresses,
+        counters: Arc<Counters>,
+        changes: mpsc::UnboundedSender<Change>,
+    ) -> anyhow::Result<Self> {
+        let ips: Vec<IpAddr> = vip.addresses.iter().map(IpNet::addr).collect();
+        let v6 = ips.first().is_some_and(IpAddr::is_ipv6);
+        let iface = Interface::lookup(&vip.interface, &ips)?;
+        let (source, destinations, multicast) = match &vip.unicast {
+            Some(u) => (u.source, u.peers.clone(), false),
+            None => {
+                let source = if v6 {
+                    iface.ipv6_link_local.map(IpAddr::V6).with_context(|| {
+                        format!(
+                            "{} has no IPv6 link-local address to send multicast VRRP from",
+                            iface.name
+                        )
+                    })?
+                } else {
+                    iface.ipv4.map(IpAddr::V4).with_context(|| {
+                        format!(
+                            "{} has no IPv4 address to send multicast VRRP from",
+                            iface.name
+                        )
+                    })?
+                };
+                let group = if v6 {
+                    packet::GROUP_V6.into()
+                } else {
+                    packet::GROUP_V4.into()
+                };
+                (source, vec![group], true)
+            }
+        };
+        let socket = VrrpSocket::open(&iface, v6, multicast)?;
+        let announcer = Announcer::open(&iface, v6)?;
+        let version = match vip.version {
+            VrrpVersion::V2 => Version::V2,
+            VrrpVersion::V3 => Version::V3,
+        };
+        let interval_cs = u16::try_from(vip.advert_interval.as_millis() / 10).unwrap_or(u16::MAX);
+        let advert = Advert {
+            version,
+            vrid: vip.vrid,
+            priority: vip.priority,
+            interval_cs,
+            addresses: ips,
+        };
+        let form = match vip.checksum {
+            VrrpChecksum::PseudoHeader => ChecksumForm::PseudoHeader,
+            VrrpChecksum::Rfc9568 => ChecksumForm::MessageOnly,
+        };
+        Ok(Self {
+            vip,
+            iface,
+            socket,
+            announcer,
+            netlink,
+            counters,
+            changes,
+            source,
+            destinations,
+            advert,
+            form,
+            version,
+            announce_at: None,
+            warned: std::collections::HashSet::new(),
+        })
+    }
+
+    async fn run(
+        mut self,
+        mut track: watch::Receiver<TrackState>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        // Addresses left by a crashed run must not answer while we are backup.
+        self.remove_addresses().await;
+        let mut router = Router::new(Settings {
+            version: self.version,
+            priority: self.vip.priority,
+            interval: self.vip.advert_interval,
+            preempt: self.vip.preempt,
+            preempt_delay: self.vip.preempt_delay,
+            primary: self.source,
+        });
+        tracing::info!(
+            vip = %self.vip.name,
+            interface = %self.iface.name,
+            vrid = self.vip.vrid,
+            source = %self.source,
+            "VRRP instance starting"
+        );
+        let mut actions = Vec::new();
+        let t = *track.borrow_and_update();
+        router.handle(Input::Start, now(), &mut actions);
+        self.track_inputs(t, &mut router, &mut actions);
+        self.apply(&router, &mut actions).await;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = router.next_deadline().map(Instant::from_std);
+            let announce_at = self.announce_at;
+            tokio::select! {
+                _ = &mut stop => {
+                    router.handle(Input::Shutdown, now(), &mut actions);
+                    self.apply(&router, &mut actions).await;
+                    // A master that was faulted or backup still owns nothing.
+                    break;
+                }
+                r = self.socket.recv(&mut buf) => match r {
+                    Ok(rx) => {
+                        if let Some(input) = self.accept(&buf, &rx) {
+                            router.handle(input, now(), &mut actions);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        self.counters.drop_length.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(vip = %self.vip.name, "VRRP receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                () = sleep_until(deadline) => router.handle(Input::Tick, now(), &mut actions),
+                () = sleep_until(announce_at) => self.announce_burst(&router),
+                changed = track.changed() => {
+                    if changed.is_ok() {
+                        let t = *track.borrow_and_update();
+                        self.track_inputs(t, &mut router, &mut actions);
+                    }
+                }
+            }
+            self.apply(&router, &mut actions).await;
+        }
+        // Whatever happened, nothing stays on the interface.
+        self.remove_addresses().await;
+    }
+
+    /// Turns the tracking state into router inputs.
+    fn track_inputs(&self, t: TrackState, router: &mut Router, actions: &mut Vec<Action>) {
+        let now = now();
+        let base = i32::from(self.vip.priority);
+        let p = u8::try_from((base + t.delta).clamp(1, 254)).unwrap_or(1);
+        router.handle(Input::Priority(p), now, actions);
+        router.handle(Input::Fault(t.fault), now, actions);
+    }
+
+    /// The checks of RFC 9568 §7.1 that the codec cannot do; a packet that
+    /// passes becomes an input.
+    fn accept(&mut self, buf: &[u8], rx: &halo_net::Received) -> Option<Input> {
+        let c = Arc::clone(&self.counters);
+        c.received.fetch_add(1, Ordering::Relaxed);
+        let (name, warned) = (&self.vip.name, &mut self.warned);
+        // Every drop is counted; the first of each kind is a warning (a
+        // checksum or version mismatch is how a misconfigured peer shows),
+        // the rest are debug lines. Another VRID is normal (each instance
+        // on an interface sees the others' packets) and only debug.
+        let mut drop = |counter: &AtomicU64, why: &str| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            if !std::ptr::eq(counter, &c.drop_vrid) && warned.insert(why.to_owned()) {
+                tracing::warn!(vip = %name, from = %rx.src, "VRRP packet dropped: {why} (counted; further ones are logged at debug)");
+            } else {
+                tracing::debug!(vip = %name, from = %rx.src, "VRRP packet dropped: {why}");
+            }
+            None
+        };
+        match &self.vip.unicast {
+            // keepalived skips the TTL check in unicast mode: a routed peer
+            // arrives with less than 255.
+            None if rx.ttl != packet::TTL => return drop(&c.drop_ttl, "TTL is not 255"),
+            Some(u) if !u.peers.contains(&rx.src) => {
+                return drop(&c.drop_peer, "source is not among unicast_peers");
+            }
+            _ => {}
+        }
+        let msg = buf.get(rx.payload.clone())?;
+        let decoded = match packet::decode(msg, rx.src, rx.dst) {
+            Ok(d) => d,
+            Err(e) => {
+                let counter = match e {
+                    DropReason::Length => &c.drop_length,
+                    DropReason::Version => &c.drop_version,
+                    DropReason::Checksum => &c.drop_checksum,
+                    _ => &c.drop_other,
+                };
+                return drop(counter, &e.to_string());
+            }
+        };
+        let a = decoded.advert;
+        if a.vrid != self.vip.vrid {
+            // Another instance on this interface (each has its own socket).
+            return drop(&c.drop_vrid, "another VRID");
+        }
+        if a.version != self.version {
+            return drop(&c.drop_version, "another VRRP version than configured");
+        }
+        Some(Input::Advert {
+            from: rx.src,
+            priority: a.priority,
+            interval: match a.version {
+                Version::V3 => Duration::from_millis(u64::from(a.interval_cs) * 10),
+                Version::V2 => Duration::ZERO,
+            },
+        })
+    }
+
+    /// Carries out the router's actions, in order.
+    async fn apply(&mut self, router: &Router, actions: &mut Vec<Action>) {
+        for action in actions.drain(..) {
+            match action {
+                Action::Send { priority } => self.send(priority).await,
+                Action::AddAddresses => {
+                    for net in &self.vip.addresses {
+                        if let Err(e) = self
+                            .netlink
+                            .add(self.iface.index, net.addr(), net.prefix_len())
+                            .await
+                        {
+                            tracing::error!(vip = %self.vip.name, address = %net, "cannot add the virtual address: {e}");
+                        }
+                    }
+                    self.announce_burst_first();
+                }
+                Action::RemoveAddresses => {
+                    self.announce_at = None;
+                    self.remove_addresses().await;
+                }
+                Action::Transition { from, to } => {
+                    self.counters.transitions.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        vip = %self.vip.name,
+                        from = from.as_str(),
+                        to = to.as_str(),
+                        priority = router.priority(),
+                        "VRRP state"
+                    );
+                    let _ = self.changes.send(Change {
+                        vip: self.vip.name.clone(),
+                        state: to,
+                        priority: router.priority(),
+                        notify: self.vip.notify.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, priority: u8) {
+        self.advert.priority = priority;
+        let mut out = Vec::with_capacity(64);
+        for i in 0..self.destinations.len() {
+            let dst = self.destinations[i];
+            // The pseudo-header checksum covers the destination: per peer.
+            packet::encode(&self.advert, self.source, dst, self.form, &mut out);
+            match self.socket.send(&out, self.source, dst).await {
+                Ok(()) => {
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(vip = %self.vip.name, to = %dst, "cannot send VRRP advertisement: {e}");
+                }
+            }
+        }
+    }
+
+    /// The first burst after a takeover, and the timer for the next one.
+    fn announce_burst_first(&mut self) {
+        self.announce(self.vip.garp.repeat);
+        let g = self.vip.garp;
+        self.announce_at = if !g.delay.is_zero() {
+            Some(Instant::now() + g.delay)
+        } else if !g.refresh.is_zero() {
+            Some(Instant::now() + g.refresh)
+        } else {
+            None
+        };
+    }
+
+    /// The delayed second burst, then the periodic refresh if configured.
+    fn announce_burst(&mut self, router: &Router) {
+        if router.state() != State::Master {
+            self.announce_at = None;
+            return;
+        }
+        let g = self.vip.garp;
+        self.announce(g.repeat);
+        self.announce_at = (!g.refresh.is_zero()).then(|| Instant::now() + g.refresh);
+    }
+
+    fn announce(&self, times: u8) {
+        let ips = &self.advert.addresses;
+        for _ in 0..times {
+            if let Err(e) = self.announcer.announce(ips) {
+                tracing::warn!(vip = %self.vip.name, "cannot announce the virtual addresses: {e}");
+                return;
+            }
+        }
+    }
+
+    async fn remove_addresses(&self) {
+        for net in &self.vip.addresses {
+            if let Err(e) = self
+                .netlink
+                .remove(self.iface.index, net.addr(), net.prefix_len())
+                .await
+            {
+                tracing::error!(vip = %self.vip.name, address = %net, "cannot remove the virtual address: {e}");
+            }
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
