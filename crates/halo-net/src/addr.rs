@@ -90,3 +90,57 @@ impl Addresses {
         }
     }
 }
+
+/// Follows whether interface `index` is operationally up (IFF_RUNNING:
+/// administratively up with carrier), from rtnetlink link notifications.
+/// The receiver starts with the state read at open; the task ends when every
+/// receiver is dropped.
+///
+/// # Errors
+/// [`Error::Io`] / [`Error::Netlink`] when the state cannot be read.
+pub async fn watch_link(index: u32) -> Result<tokio::sync::watch::Receiver<bool>, Error> {
+    use futures_util::StreamExt as _;
+    use rtnetlink::packet_core::NetlinkPayload;
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::packet_route::link::{LinkFlags, LinkMessage};
+
+    let running = |m: &LinkMessage| m.header.flags.contains(LinkFlags::Running);
+    let (conn, handle, mut messages) =
+        rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])
+            .map_err(Error::io("netlink link monitor"))?;
+    tokio::spawn(conn);
+    let first = handle
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| Error::Netlink {
+            what: "read link",
+            message: e.to_string(),
+        })?;
+    let up = first.as_ref().is_some_and(running);
+    let (tx, rx) = tokio::sync::watch::channel(up);
+    tokio::spawn(async move {
+        // `handle` keeps the connection open as long as this task runs.
+        let _handle = handle;
+        loop {
+            tokio::select! {
+                () = tx.closed() => break,
+                m = messages.next() => {
+                    let Some((m, _)) = m else { break };
+                    let state = match m.payload {
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
+                            if l.header.index == index => running(&l),
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l))
+                            if l.header.index == index => false,
+                        _ => continue,
+                    };
+                    tx.send_if_modified(|old| std::mem::replace(old, state) != state);
+                }
+            }
+        }
+    });
+    Ok(rx)
+}

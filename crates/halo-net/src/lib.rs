@@ -22,7 +22,7 @@ mod announce;
 mod iface;
 mod socket;
 
-pub use addr::Addresses;
+pub use addr::{Addresses, watch_link};
 pub use announce::Announcer;
 pub use iface::Interface;
 pub use socket::{Received, VrrpSocket};

@@ -514,10 +514,22 @@ impl Instance {
             source = %self.source,
             "VRRP instance starting"
         );
+        // Carrier loss is a fault, as in keepalived: a node cut off its link
+        // gives the addresses up instead of holding them unseen, and on
+        // return it rejoins as backup rather than as a second master.
+        let (_keep, mut link) = match halo_net::watch_link(self.iface.index).await {
+            Ok(rx) => (None, rx),
+            Err(e) => {
+                tracing::warn!(vip = %self.vip.name, "cannot follow the link state of {}: {e}", self.iface.name);
+                let (tx, rx) = watch::channel(true);
+                (Some(tx), rx)
+            }
+        };
         let mut actions = Vec::new();
-        let t = *track.borrow_and_update();
+        let mut t = *track.borrow_and_update();
+        let mut link_up = *link.borrow_and_update();
         router.handle(Input::Start, now(), &mut actions);
-        self.track_inputs(t, &mut router, &mut actions);
+        self.track_inputs(t, link_up, &mut router, &mut actions);
         self.apply(&router, &mut actions).await;
         let mut buf = vec![0u8; 2048];
         loop {
@@ -548,8 +560,15 @@ impl Instance {
                 () = sleep_until(announce_at) => self.announce_burst(&router),
                 changed = track.changed() => {
                     if changed.is_ok() {
-                        let t = *track.borrow_and_update();
-                        self.track_inputs(t, &mut router, &mut actions);
+                        t = *track.borrow_and_update();
+                        self.track_inputs(t, link_up, &mut router, &mut actions);
+                    }
+                }
+                changed = link.changed() => {
+                    if changed.is_ok() {
+                        link_up = *link.borrow_and_update();
+                        tracing::info!(vip = %self.vip.name, interface = %self.iface.name, up = link_up, "link state");
+                        self.track_inputs(t, link_up, &mut router, &mut actions);
                     }
                 }
             }
@@ -559,13 +578,19 @@ impl Instance {
         self.remove_addresses().await;
     }
 
-    /// Turns the tracking state into router inputs.
-    fn track_inputs(&self, t: TrackState, router: &mut Router, actions: &mut Vec<Action>) {
+    /// Turns the tracking state and the link state into router inputs.
+    fn track_inputs(
+        &self,
+        t: TrackState,
+        link_up: bool,
+        router: &mut Router,
+        actions: &mut Vec<Action>,
+    ) {
         let now = now();
         let base = i32::from(self.vip.priority);
         let p = u8::try_from((base + t.delta).clamp(1, 254)).unwrap_or(1);
         router.handle(Input::Priority(p), now, actions);
-        router.handle(Input::Fault(t.fault), now, actions);
+        router.handle(Input::Fault(t.fault || !link_up), now, actions);
     }
 
     /// The checks of RFC 9568 §7.1 that the codec cannot do; a packet that

@@ -208,6 +208,26 @@ impl Lan {
         ]);
     }
 
+    /// Takes host `i`'s port out of the bridge (`out` = true), its link
+    /// staying up, or puts it back: a partition without carrier loss.
+    fn isolate(&self, i: usize, out: bool) {
+        let port = format!("p{i}");
+        if out {
+            sh(&["ip", "-n", &self.bridge, "link", "set", &port, "nomaster"]);
+        } else {
+            sh(&[
+                "ip",
+                "-n",
+                &self.bridge,
+                "link",
+                "set",
+                &port,
+                "master",
+                "br0",
+            ]);
+        }
+    }
+
     /// Polls until `f` holds, or panics naming `what` with every log's tail.
     #[allow(
         clippy::disallowed_methods,
@@ -403,8 +423,8 @@ fn unicast_election_crash_return_and_graceful_handover() {
 }
 
 #[test]
-fn multicast_partition_makes_two_masters_and_healing_one() {
-    if !can_run("multicast_partition_makes_two_masters_and_healing_one") {
+fn multicast_link_loss_and_partition_heal_to_one_master() {
+    if !can_run("multicast_link_loss_and_partition_heal_to_one_master") {
         return;
     }
     let mut lan = Lan::new("mc", 3);
@@ -423,12 +443,22 @@ fn multicast_partition_makes_two_masters_and_healing_one() {
     lan.wait("the highest priority to be the one master", || {
         lan.holders(VIP) == [0]
     });
+    // The cut-off node loses carrier: FAULT, address given up (keepalived
+    // does the same); the next priority takes over.
     lan.link(0, false);
-    lan.wait("the next one to take over on its side", || {
-        lan.holders(VIP) == [0, 1]
-    });
+    lan.wait(
+        "the next one to take over, the cut-off one to fault",
+        || lan.holders(VIP) == [1] && lan.log("n0").contains("to=\"FAULT\""),
+    );
     lan.link(0, true);
     lan.wait("one master again", || lan.holders(VIP) == [0]);
+
+    // A partition with the link up (the port leaves the bridge): both sides
+    // elect a master; when it heals, the lower one yields.
+    lan.isolate(0, true);
+    lan.wait("two masters, one per side", || lan.holders(VIP) == [0, 1]);
+    lan.isolate(0, false);
+    lan.wait("one master after the heal", || lan.holders(VIP) == [0]);
 }
 
 #[test]
