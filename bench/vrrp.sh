@@ -25,7 +25,7 @@
 # once: how many times B took the VIP while A was up (dual-master episodes).
 #
 # Usage (root): bench/vrrp.sh   [TRIALS=5 ADVERT_INTS="1 0.1" MODES="crash graceful linkdown partition" STEADY=60]
-# Needs keepalived, iproute2 and a release build of halo (built if missing).
+# Needs keepalived, tcpdump, iproute2 and a release build of halo (built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -211,6 +211,13 @@ steady() {
 for lan in $LANS; do setup $lan; done
 echo "halo $($HALO --version | cut -d' ' -f2) vs $(keepalived -v 2>&1 | head -1); TRIALS=$TRIALS; out: $OUT" >&2
 for ai in $ADVERT_INTS; do
+  # B's bridge port sees every advert to and from B: protocol-level gaps.
+  tds=()
+  for lan in $LANS; do
+    ip netns exec "$(ns $lan br)" tcpdump -i pb -n -U -s 96 -w "$OUT/$lan-$ai.pcap" 'ip proto 112' \
+      >"$OUT/tcpdump-$lan-$ai.log" 2>&1 &
+    PIDS+=("$!"); tds+=("$!")
+  done
   for lan in $LANS; do
     ip -n "$(ns $lan a)" addr del $VIP/24 dev eth0 2>/dev/null || true
     ip -n "$(ns $lan b)" addr del $VIP/24 dev eth0 2>/dev/null || true
@@ -228,7 +235,9 @@ for ai in $ADVERT_INTS; do
     steady h "$ai" "$STEADY"
     wait $sk
   fi
-  for lan in $LANS; do stop $lan a TERM; stop $lan b TERM; done
+  for lan in $LANS; do stop $lan b TERM; stop $lan a TERM; done   # B first: no takeover counted
+  sleep 0.2; kill -INT "${tds[@]}" 2>/dev/null || true; wait "${tds[@]}" 2>/dev/null || true
+  for lan in $LANS; do python3 bench/vrrp/gaps.py "$lan	$ai" "$OUT/$lan-$ai.pcap" >> "$OUT/gaps.tsv"; done
 done
 
 # Summary: median (min..max) per interval and measure, and halo/keepalived.
@@ -255,3 +264,5 @@ for (ai, what), by in data.items():
     ratio = f"{meds[1]/meds[0]:.2f}" if None not in meds and meds[0] > 0 else "-"
     print(f"{ai:>6} {what:<30} {cells[0]:>30} {cells[1]:>26} {ratio:>8}")
 PY
+echo "protocol level (tcpdump on B's bridge port): A's last advert to B's first; n median min max (s)"
+sort "$OUT/gaps.tsv" | sed 's/^k\t/keepalived\t/; s/^h\t/halo\t/' | column -t

@@ -1,7 +1,7 @@
 //! The examples run for real. The GSLB one (`gslb_failover_example...`, at
 //! the end) runs both sites' files unchanged, one namespace per site, and
 //! watches the failover cycle with dig. The two proxy examples: the `halo` binary with the example
-//! file (its [gslb] and [[vip]] sections cut, those tiers are not built yet)
+//! file (its [gslb] and [[vip]] sections cut: one node, no peer)
 //! inside a network namespace that holds the example's own documentation
 //! addresses, Python HTTP servers at the servers' addresses, and curl in a
 //! second namespace (a client host on a veth link) as the seeds' users do.
@@ -103,14 +103,7 @@ impl Net {
         for page in ["index.html", "healthz", "api/health", "api/status"] {
             std::fs::write(root.join(page), format!("{name}\n")).unwrap();
         }
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.srv, "python3", "-m", "http.server"])
-            .args(["--bind", addr, &port.to_string(), "--directory"])
-            .arg(&root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::http_server(&self.srv, addr, port, &root);
         self.children
             .push((format!("{name}:{port}@{addr}:{port}"), child));
     }
@@ -601,4 +594,232 @@ fn gslb_failover_example_two_sites_watched_with_dig() {
     s.both(fo, "198.51.100.20");
     s.start_routers("east");
     s.both(fo, "192.0.2.20");
+}
+
+/// Seed 002's LAN: the two load balancers (examples/two-datacenters.toml on
+/// A = 192.0.2.18, two-datacenters-b.toml on B = 192.0.2.19, both on an
+/// interface named `ens192` as in the files), a host with both clusters'
+/// routers (192.0.2.31-33 = clus1, .41-43 = clus2, ports 80 and 81) and a
+/// client (192.0.2.50), all on one bridge.
+struct Dc {
+    bridge: String,
+    a: String,
+    b: String,
+    srv: String,
+    client: String,
+    dir: PathBuf,
+    children: Vec<(String, Child)>,
+}
+
+const CLUS1: [&str; 3] = ["192.0.2.31", "192.0.2.32", "192.0.2.33"];
+const CLUS2: [&str; 3] = ["192.0.2.41", "192.0.2.42", "192.0.2.43"];
+
+impl Dc {
+    fn new() -> Self {
+        let id = std::process::id();
+        let [bridge, a, b, srv, client] =
+            ["br", "a", "b", "s", "c"].map(|r| format!("halo-dc{r}{id}"));
+        let dir = std::env::temp_dir().join(format!("halo-dcvip-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for (c, addrs) in [("clus1", CLUS1), ("clus2", CLUS2)] {
+            for (i, addr) in addrs.iter().enumerate() {
+                hosts.push_str(&format!("{addr} {c}-infra-{i}.example.com\n"));
+            }
+        }
+        common::bridge(&bridge);
+        let host = |ns: &str, port: &str, ifname: &str, addrs: &[&str]| {
+            let addrs: Vec<String> = addrs.iter().map(|a| format!("{a}/24")).collect();
+            common::bridge_host(&bridge, ns, port, ifname, &addrs);
+        };
+        host(&a, "pa", "ens192", &["192.0.2.18"]);
+        host(&b, "pb", "ens192", &["192.0.2.19"]);
+        let servers: Vec<&str> = CLUS1.iter().chain(&CLUS2).copied().collect();
+        host(&srv, "ps", "eth0", &servers);
+        host(&client, "pc", "eth0", &["192.0.2.50"]);
+        for ns in [&a, &b] {
+            let etc = Path::new("/etc/netns").join(ns);
+            std::fs::create_dir_all(&etc).unwrap();
+            std::fs::write(etc.join("hosts"), &hosts).unwrap();
+        }
+        Self {
+            bridge,
+            a,
+            b,
+            srv,
+            client,
+            dir,
+            children: Vec::new(),
+        }
+    }
+
+    fn spawn(&mut self, key: &str, ns: &str, args: &[&str]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join(format!("{key}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        self.children.push((key.into(), child));
+    }
+
+    /// Every router of both clusters on ports 80 and 81, each page its name.
+    fn routers(&mut self) {
+        for (c, addrs) in [("clus1", CLUS1), ("clus2", CLUS2)] {
+            for (i, addr) in addrs.iter().enumerate() {
+                for port in [80, 81] {
+                    let name = format!("{c}-infra-{i}");
+                    let root = self.dir.join(format!("{name}-{port}"));
+                    std::fs::create_dir_all(&root).unwrap();
+                    for page in ["index.html", "healthz"] {
+                        std::fs::write(root.join(page), format!("{name}\n")).unwrap();
+                    }
+                    let child = common::http_server(&self.srv, addr, port, &root);
+                    self.children.push((format!("{name}-{port}"), child));
+                }
+            }
+        }
+    }
+
+    /// halo on node `a` or `b` with its example file, as `key`.
+    fn halo(&mut self, node: &str, key: &str) {
+        let file = match node {
+            "a" => "two-datacenters.toml",
+            _ => "two-datacenters-b.toml",
+        };
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(file);
+        let ns = if node == "a" {
+            self.a.clone()
+        } else {
+            self.b.clone()
+        };
+        self.spawn(
+            key,
+            &ns,
+            &[
+                env!("CARGO_BIN_EXE_halo"),
+                "run",
+                "-c",
+                path.to_str().unwrap(),
+            ],
+        );
+    }
+
+    fn stop(&mut self, key: &str) {
+        for (k, child) in &mut self.children {
+            if k == key {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let _ = child.wait();
+            }
+        }
+        self.children.retain(|(k, _)| k != key);
+    }
+
+    /// Which of A and B hold `vip`: "A", "B", "AB" or "".
+    fn holders(&self, vip: &str) -> String {
+        [("A", &self.a), ("B", &self.b)]
+            .iter()
+            .filter(|(_, ns)| {
+                let out = Command::new("ip")
+                    .args(["-n", ns, "-o", "addr", "show", "dev", "ens192"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).contains(&format!(" {vip}/"))
+            })
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// The client's curl of `url`: the body, or "" when it failed.
+    fn curl(&self, url: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.client, "curl", "-s", "-m", "2", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Polls until both VIPs are on `node` only ("A" / "B", or "AB" meaning
+    /// .20 on A and .21 on B) and each answers through it from the cluster
+    /// that node prefers.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test deadline; the pause is a poll interval"
+    )]
+    fn settle(&self, what: &str, want: (&str, &str)) {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let held = (self.holders("192.0.2.20"), self.holders("192.0.2.21"));
+            if (held.0.as_str(), held.1.as_str()) == want {
+                let cluster = |n: &str| if n == "A" { "clus1-" } else { "clus2-" };
+                let a = self.curl("http://192.0.2.20/");
+                let b = self.curl("http://192.0.2.21/");
+                if a.starts_with(cluster(want.0)) && b.starts_with(cluster(want.1)) {
+                    return;
+                }
+            }
+            if Instant::now() >= end {
+                let logs: Vec<String> = ["a", "a2", "b"]
+                    .iter()
+                    .map(|k| {
+                        let log = std::fs::read_to_string(self.dir.join(format!("{k}.log")))
+                            .unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                        format!(
+                            "--- {k}\n{}",
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}: VIPs held by {held:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Dc {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.a, &self.b, &self.srv, &self.client, &self.bridge] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Seed 002's failover test with both example files unchanged: both VIPs
+/// served (.20 by A, .21 by B); stop A: both on B; restore A and stop B:
+/// both on A. Each VIP answers from the cluster local to its holder.
+#[test]
+fn two_datacenters_example_vips_move_between_the_nodes() {
+    if !can_run("two_datacenters_example_vips") {
+        return;
+    }
+    let mut dc = Dc::new();
+    dc.routers();
+    dc.halo("a", "a");
+    dc.halo("b", "b");
+    dc.settle("both VIPs served, .20 by A and .21 by B", ("A", "B"));
+    dc.stop("a");
+    dc.settle("both VIPs on B", ("B", "B"));
+    dc.halo("a", "a2");
+    dc.settle("A back as the owner of .20", ("A", "B"));
+    dc.stop("b");
+    dc.settle("both VIPs on A", ("A", "A"));
 }

@@ -40,42 +40,11 @@ impl Lan {
         let dir = std::env::temp_dir().join(format!("halo-vrrp-{tag}-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        sh(&["ip", "netns", "add", &bridge]);
-        sh(&["ip", "-n", &bridge, "link", "add", "br0", "type", "bridge"]);
-        sh(&["ip", "-n", &bridge, "link", "set", "br0", "up"]);
+        common::bridge(&bridge);
         for (i, ns) in hosts.iter().enumerate() {
-            let port = format!("p{i}");
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            sh(&[
-                "ip", "-n", &bridge, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", ns,
-            ]);
-            sh(&["ip", "-n", &bridge, "link", "set", &port, "master", "br0"]);
-            sh(&["ip", "-n", &bridge, "link", "set", &port, "up"]);
             let n = i + 1;
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("192.0.2.{n}/24"),
-                "dev",
-                "eth0",
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("2001:db8::{n}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
-            sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            let addrs = [format!("192.0.2.{n}/24"), format!("2001:db8::{n}/64")];
+            common::bridge_host(&bridge, ns, &format!("p{i}"), "eth0", &addrs);
         }
         Self {
             bridge,
@@ -102,20 +71,7 @@ impl Lan {
 
     /// An HTTP server on 127.0.0.1:8080 of host `i` (a tracked app).
     fn app(&mut self, i: usize, key: &str) {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.hosts[i],
-                "python3",
-                "-m",
-                "http.server",
-            ])
-            .args(["--bind", "127.0.0.1", "8080"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::http_server(&self.hosts[i], "127.0.0.1", 8080, &self.dir);
         self.procs.insert(key.into(), child);
     }
 
@@ -185,6 +141,31 @@ impl Lan {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
+    }
+
+    /// Host `i`'s MAC address on eth0.
+    fn mac(&self, i: usize) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.hosts[i], "-o", "link", "show", "dev", "eth0"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let at = text.find("link/ether ").expect("an Ethernet interface") + 11;
+        text[at..at + 17].to_owned()
+    }
+
+    /// Host `i`'s neighbour entry (MAC) for `addr`, or "" when it has none.
+    fn neighbour(&self, i: usize, addr: &str) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.hosts[i], "neigh", "show", addr, "dev", "eth0"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Which hosts hold `addr`.
@@ -368,7 +349,9 @@ fn unicast_election_crash_return_and_graceful_handover() {
     if !can_run("unicast_election_crash_return_and_graceful_handover") {
         return;
     }
-    let mut lan = Lan::new("uc", 2);
+    // Host 2 is a client on the LAN: its ARP entry for the VIP shows the
+    // gratuitous ARP of each takeover.
+    let mut lan = Lan::new("uc", 3);
     let notify = lan.dir.join("notify.sh");
     let trail = lan.dir.join("b.trail");
     std::fs::write(
@@ -384,15 +367,26 @@ fn unicast_election_crash_return_and_graceful_handover() {
             100,
             "192.0.2.2",
             "192.0.2.1",
-            &format!("notify = \"{}\"", notify.display()),
+            // No second burst: the first is what the client must see.
+            &format!("notify = \"{}\"\ngarp_delay = \"0s\"", notify.display()),
         );
     lan.halo(0, "a", &a);
     lan.halo(1, "b", &b);
     lan.wait("a to be master, b backup", || lan.holders(VIP) == [0]);
+    // One datagram makes the client resolve the VIP (to a's MAC).
+    let send = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('192.0.2.100', 9))";
+    sh(&["ip", "netns", "exec", &lan.hosts[2], "python3", "-c", send]);
+    lan.wait("the client to resolve the VIP to a", || {
+        lan.neighbour(2, VIP) == lan.mac(0)
+    });
 
-    // Crash: no priority 0, b takes over after Master_Down_Interval.
+    // Crash: no priority 0, b takes over after Master_Down_Interval, and its
+    // gratuitous ARP moves the client's entry without the client asking.
     lan.signal("a", "KILL");
     lan.wait("b to take over from the crashed a", || lan.holds(1, VIP));
+    lan.wait("the client's ARP entry to follow b's GARP", || {
+        lan.neighbour(2, VIP) == lan.mac(1)
+    });
 
     // a returns (it removes the address its crash left) and preempts.
     lan.halo(0, "a2", &a);
@@ -616,6 +610,43 @@ fn tracking_faults_a_group_and_weights_move_a_vip() {
     lan.wait("all three back on a", || {
         all.iter().all(|v| lan.holders(v) == [0])
     });
+}
+
+/// The ipfailover `--watch-port` idea from inside: a's VIP tracks its own
+/// listener, whose one server is an app on a's host. When the app dies the
+/// pool has no healthy server, a faults and b takes over; when it returns,
+/// a preempts.
+#[test]
+fn tracking_a_listener_with_no_healthy_server() {
+    if !can_run("tracking_a_listener_with_no_healthy_server") {
+        return;
+    }
+    let mut lan = Lan::new("tl", 2);
+    let proxy = "[[listener]]\nname = \"web\"\nbind = [\"0.0.0.0:80\"]\nprotocol = \"tcp\"\n\
+                 default_pool = \"app\"\n\n[[pool]]\nname = \"app\"\n  [pool.check]\n  type = \"tcp\"\n  \
+                 interval = \"200ms\"\n  rise = 1\n  fall = 1\n  [[pool.server]]\n  name = \"app-0\"\n  \
+                 address = \"127.0.0.1:8080\"\n\n";
+    lan.app(0, "app");
+    let track = "track = [ { listener = \"web\" } ]";
+    lan.halo(
+        0,
+        "a",
+        &(node("a") + proxy + &v4("vi1", 150, "192.0.2.1", "192.0.2.2", track)),
+    );
+    lan.halo(
+        1,
+        "b",
+        &(node("b") + &v4("vi1", 100, "192.0.2.2", "192.0.2.1", "")),
+    );
+    lan.wait("a to be master", || lan.holders(VIP) == [0]);
+    lan.signal("app", "KILL");
+    lan.wait(
+        "b to take over when a's listener has nothing to send to",
+        || lan.holders(VIP) == [1],
+    );
+    assert!(lan.log("a").contains("to=\"FAULT\""), "{}", lan.log("a"));
+    lan.app(0, "app2");
+    lan.wait("a back once its server is", || lan.holders(VIP) == [0]);
 }
 
 /// Sends VRRPv3 adverts for VRID 51, priority 254, from the host it runs

@@ -51,3 +51,49 @@ pub(crate) fn have(program: &str, package: &str) -> bool {
     }
     false
 }
+
+/// A bridge `br0` in a new namespace `bridge`.
+pub(crate) fn bridge(bridge: &str) {
+    sh(&["ip", "netns", "add", bridge]);
+    sh(&["ip", "-n", bridge, "link", "add", "br0", "type", "bridge"]);
+    sh(&["ip", "-n", bridge, "link", "set", "br0", "up"]);
+}
+
+/// A new namespace `ns` on `bridge`'s br0 through a veth (`port` on the
+/// bridge side, `ifname` inside) with `addrs` ("address/prefix"; IPv6 ones
+/// without duplicate address detection), link and loopback up.
+pub(crate) fn bridge_host(bridge: &str, ns: &str, port: &str, ifname: &str, addrs: &[String]) {
+    sh(&["ip", "netns", "add", ns]);
+    sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    sh(&[
+        "ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns",
+        ns,
+    ]);
+    sh(&["ip", "-n", bridge, "link", "set", port, "master", "br0"]);
+    sh(&["ip", "-n", bridge, "link", "set", port, "up"]);
+    for addr in addrs {
+        let mut args = vec!["ip", "-n", ns, "addr", "add", addr, "dev", ifname];
+        if addr.contains(':') {
+            args.push("nodad");
+        }
+        sh(&args);
+    }
+    sh(&["ip", "-n", ns, "link", "set", ifname, "up"]);
+}
+
+/// `python3 -m http.server` in `ns` on `addr:port`, serving `root`.
+pub(crate) fn http_server(
+    ns: &str,
+    addr: &str,
+    port: u16,
+    root: &std::path::Path,
+) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-m", "http.server"])
+        .args(["--bind", addr, &port.to_string(), "--directory"])
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
