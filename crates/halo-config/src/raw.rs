@@ -198,6 +198,7 @@ pub(crate) struct RawVip {
     pub(crate) track: Vec<S<RawTrack>>,
     pub(crate) notify: Option<S<String>>,
     pub(crate) checksum: Option<RawChecksum>,
+    pub(crate) accept: Option<bool>,
     pub(crate) garp_repeat: Option<S<i64>>,
     pub(crate) garp_delay: Option<S<String>>,
     pub(crate) garp_refresh: Option<S<String>>,

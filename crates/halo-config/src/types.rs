@@ -419,6 +419,9 @@ pub struct Vip {
     pub notify: Option<PathBuf>,
     /// How the version 3 IPv4 checksum is sent.
     pub checksum: VrrpChecksum,
+    /// Accept_Mode: a master that is not the owner accepts traffic to the
+    /// addresses. Default true (keepalived without `vrrp_strict`).
+    pub accept: bool,
     /// Gratuitous ARP / unsolicited NA after a takeover.
     pub garp: Garp,
 }

@@ -907,6 +907,7 @@ impl Validator<'_, '_> {
                 Some(RawChecksum::Rfc9568) => VrrpChecksum::Rfc9568,
             },
             garp,
+            accept: x.accept.unwrap_or(true),
         })
     }
 

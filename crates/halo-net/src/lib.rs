@@ -9,6 +9,8 @@
 //! - [`Announcer`]: gratuitous ARP (AF_PACKET) and unsolicited neighbour
 //!   advertisements (ICMPv6) after a takeover.
 //! - [`Interface`]: an interface's index, MAC and primary addresses.
+//! - [`firewall`]: Accept_Mode false, as nftables rules dropping traffic to
+//!   addresses held without it.
 //!
 //! This is the one crate of halo with `unsafe`: building a `sockaddr_ll` for
 //! AF_PACKET (module `announce`), which neither socket2 nor nix offer safely.
@@ -19,6 +21,7 @@
 
 mod addr;
 mod announce;
+pub mod firewall;
 mod iface;
 mod socket;
 

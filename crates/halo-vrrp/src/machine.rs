@@ -28,6 +28,10 @@ pub struct Settings {
     /// This router's primary address: the tie-break between equal priorities
     /// (the higher address wins, compared as an unsigned number).
     pub primary: IpAddr,
+    /// Accept_Mode: whether a master that does not own the addresses
+    /// accepts packets sent to them (RFC 9568 §6.1; see
+    /// [`Router::accepts_traffic`]).
+    pub accept: bool,
 }
 
 /// RFC states, plus FAULT (a tracked object without weight is down).
@@ -155,6 +159,15 @@ impl Router {
             State::Master => self.adver_at,
             State::Initialize | State::Fault => None,
         }
+    }
+
+    /// Whether packets to the virtual addresses may be accepted now (RFC
+    /// 9568 §6.4.3): only as master, and only when this router owns them
+    /// (priority 255) or Accept_Mode is on. In every other state the
+    /// addresses are not held at all.
+    #[must_use]
+    pub fn accepts_traffic(&self) -> bool {
+        self.state == State::Master && (self.settings.accept || self.settings.priority == 255)
     }
 
     /// Skew_Time for this router's priority.
@@ -350,6 +363,7 @@ mod tests {
             preempt: true,
             preempt_delay: Duration::ZERO,
             primary: IpAddr::from([192, 0, 2, 1]),
+            accept: false,
         }
     }
 
@@ -375,6 +389,25 @@ mod tests {
         out.clear();
         r.handle(Input::Priority(50), epoch(), &mut out);
         assert_eq!(r.priority(), 255);
+        // An owner accepts traffic without Accept_Mode.
+        assert!(r.accepts_traffic());
+    }
+
+    #[test]
+    fn only_a_master_with_accept_mode_or_ownership_accepts_traffic() {
+        let t = epoch();
+        for accept in [false, true] {
+            let mut s = settings(100, Version::V3);
+            s.accept = accept;
+            let mut r = Router::new(s);
+            let mut out = Vec::new();
+            r.handle(Input::Start, t, &mut out);
+            assert!(!r.accepts_traffic(), "backup");
+            let down = r.next_deadline().unwrap();
+            r.handle(Input::Tick, down, &mut out);
+            assert_eq!(r.state(), State::Master);
+            assert_eq!(r.accepts_traffic(), accept, "master, accept = {accept}");
+        }
     }
 
     #[test]

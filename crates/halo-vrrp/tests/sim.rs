@@ -92,6 +92,7 @@ impl Sim {
                     preempt,
                     preempt_delay,
                     primary: addr(i),
+                    accept: true,
                 }),
                 up: false,
                 holds: false,

@@ -418,6 +418,8 @@ struct Instance {
     announce_at: Option<Instant>,
     /// Drop reasons already logged as a warning.
     warned: std::collections::HashSet<String>,
+    /// Whether the addresses are in the Accept_Mode-false drop set.
+    blocked: bool,
 }
 
 impl Instance {
@@ -456,6 +458,10 @@ impl Instance {
                 (source, vec![group], true)
             }
         };
+        let vip_accept = vip.accept || vip.priority == 255;
+        if !vip_accept {
+            halo_net::firewall::check_nft()?;
+        }
         let socket = VrrpSocket::open(&iface, v6, multicast)?;
         let announcer = Announcer::open(&iface, v6)?;
         let version = match vip.version {
@@ -489,6 +495,8 @@ impl Instance {
             version,
             announce_at: None,
             warned: std::collections::HashSet::new(),
+            // So the removal at start also clears a crashed run's drop rule.
+            blocked: !vip_accept,
         })
     }
 
@@ -506,6 +514,7 @@ impl Instance {
             preempt: self.vip.preempt,
             preempt_delay: self.vip.preempt_delay,
             primary: self.source,
+            accept: self.vip.accept,
         });
         tracing::info!(
             vip = %self.vip.name,
@@ -576,6 +585,24 @@ impl Instance {
         }
         // Whatever happened, nothing stays on the interface.
         self.remove_addresses().await;
+        let c = &self.counters;
+        let n = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        // Until the admin API serves them (issue 6), the counters are logged.
+        tracing::info!(
+            vip = %self.vip.name,
+            received = n(&c.received),
+            sent = n(&c.sent),
+            send_errors = n(&c.send_errors),
+            dropped_ttl = n(&c.drop_ttl),
+            dropped_peer = n(&c.drop_peer),
+            dropped_vrid = n(&c.drop_vrid),
+            dropped_version = n(&c.drop_version),
+            dropped_length = n(&c.drop_length),
+            dropped_checksum = n(&c.drop_checksum),
+            dropped_other = n(&c.drop_other),
+            transitions = n(&c.transitions),
+            "VRRP instance stopped"
+        );
     }
 
     /// Turns the tracking state and the link state into router inputs.
@@ -658,6 +685,14 @@ impl Instance {
             match action {
                 Action::Send { priority } => self.send(priority).await,
                 Action::AddAddresses => {
+                    // Accept_Mode false: the drop rule is in place before
+                    // the addresses are, so no packet is accepted between.
+                    if !router.accepts_traffic() {
+                        self.blocked = true;
+                        if let Err(e) = halo_net::firewall::block(&self.advert.addresses).await {
+                            tracing::error!(vip = %self.vip.name, "accept = false: cannot install the drop rule: {e}");
+                        }
+                    }
                     for net in &self.vip.addresses {
                         if let Err(e) = self
                             .netlink
@@ -746,7 +781,8 @@ impl Instance {
         }
     }
 
-    async fn remove_addresses(&self) {
+    /// Removes the addresses, then (Accept_Mode false) their drop rule.
+    async fn remove_addresses(&mut self) {
         for net in &self.vip.addresses {
             if let Err(e) = self
                 .netlink
@@ -754,6 +790,12 @@ impl Instance {
                 .await
             {
                 tracing::error!(vip = %self.vip.name, address = %net, "cannot remove the virtual address: {e}");
+            }
+        }
+        if self.blocked {
+            self.blocked = false;
+            if let Err(e) = halo_net::firewall::unblock(&self.advert.addresses).await {
+                tracing::error!(vip = %self.vip.name, "cannot remove the accept = false drop rule: {e}");
             }
         }
     }

@@ -23,6 +23,7 @@ use common::{can_run, have, sh};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
+const NFT: &str = "/usr/sbin/nft";
 
 /// A bridge and `n` hosts on it.
 struct Lan {
@@ -649,6 +650,81 @@ fn tracking_a_listener_with_no_healthy_server() {
     lan.wait("a back once its server is", || lan.holders(VIP) == [0]);
 }
 
+/// `accept = false`: while a (not the owner) is master, traffic to the VIP is
+/// dropped (nftables), traffic to a's own address is not; a reload to the
+/// default `accept = true` takes the rule away.
+#[test]
+fn accept_false_drops_traffic_to_the_vip_while_master() {
+    if !can_run("accept_false_drops_traffic_to_the_vip_while_master") || !have(NFT, "nftables") {
+        return;
+    }
+    let mut lan = Lan::new("ac", 2);
+    let app = common::http_server(&lan.hosts[0], "0.0.0.0", 8080, &lan.dir);
+    lan.procs.insert("app".into(), app);
+    let conf = |extra| {
+        node("a")
+            + &VipConf {
+                priority: 150,
+                extra,
+                ..VipConf::base()
+            }
+            .toml()
+    };
+    lan.halo(0, "a", &conf("accept = false"));
+    let client = lan.hosts[1].clone();
+    let curl = |url: &str| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &client,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-m",
+                "1",
+                url,
+            ])
+            .status()
+            .unwrap()
+            .success()
+    };
+    lan.wait("a to be master", || lan.holders(VIP) == [0]);
+    lan.wait("a's own address to answer", || {
+        curl("http://192.0.2.1:8080/")
+    });
+    assert!(
+        !curl("http://192.0.2.100:8080/"),
+        "accept = false, yet the VIP answered"
+    );
+    let rules = |lan: &Lan| {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lan.hosts[0],
+                NFT,
+                "list",
+                "set",
+                "inet",
+                "halo",
+                "vips4",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(rules(&lan).contains("192.0.2.100"), "{}", rules(&lan));
+
+    lan.rewrite("a", &conf(""));
+    lan.signal("a", "HUP");
+    lan.wait("the VIP to answer once accept is back", || {
+        lan.holders(VIP) == [0] && curl("http://192.0.2.100:8080/")
+    });
+    assert!(!rules(&lan).contains("192.0.2.100"), "{}", rules(&lan));
+}
+
 /// Sends VRRPv3 adverts for VRID 51, priority 254, from the host it runs
 /// on: argv = destination, TTL, source address (for the checksum), and
 /// "bad" to spoil the checksum. Python's raw socket, so nothing of halo's
@@ -711,7 +787,11 @@ fn forged_adverts_are_dropped_and_counted() {
     lan.wait("a to yield to the well-formed higher priority", || {
         lan.log("a").contains("from=\"MASTER\" to=\"BACKUP\"")
     });
-    lan.signal("a", "KILL");
+    // Each forger run sends 20: every bad one counted, by reason.
+    lan.signal("a", "TERM");
+    let log = lan.log("a");
+    assert!(log.contains("dropped_ttl=20 "), "{log}");
+    assert!(log.contains("dropped_checksum=20 "), "{log}");
 
     // Unicast: a source that is not among the peers is dropped.
     let unicast = v4("vi1", 150, "192.0.2.1", "192.0.2.3", "");
@@ -725,6 +805,12 @@ fn forged_adverts_are_dropped_and_counted() {
     });
     assert!(
         !lan.log("u").contains("from=\"MASTER\" to=\"BACKUP\""),
+        "{}",
+        lan.log("u")
+    );
+    lan.signal("u", "TERM");
+    assert!(
+        lan.log("u").contains("dropped_peer=20 "),
         "{}",
         lan.log("u")
     );
