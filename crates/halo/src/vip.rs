@@ -420,6 +420,8 @@ struct Instance {
     warned: std::collections::HashSet<String>,
     /// Whether the addresses are in the Accept_Mode-false drop set.
     blocked: bool,
+    /// Whether the last send failed (logged once per failing spell).
+    send_failing: bool,
 }
 
 impl Instance {
@@ -497,6 +499,7 @@ impl Instance {
             warned: std::collections::HashSet::new(),
             // So the removal at start also clears a crashed run's drop rule.
             blocked: !vip_accept,
+            send_failing: false,
         })
     }
 
@@ -738,10 +741,20 @@ impl Instance {
             match self.socket.send(&out, self.source, dst).await {
                 Ok(()) => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    if std::mem::replace(&mut self.send_failing, false) {
+                        tracing::info!(vip = %self.vip.name, to = %dst, "VRRP advertisements are sent again");
+                    }
                 }
                 Err(e) => {
                     self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(vip = %self.vip.name, to = %dst, "cannot send VRRP advertisement: {e}");
+                    // A warning when sending starts failing (e.g. an IPv6
+                    // link-local source still tentative), then debug lines
+                    // until a send succeeds again.
+                    if std::mem::replace(&mut self.send_failing, true) {
+                        tracing::debug!(vip = %self.vip.name, to = %dst, "cannot send VRRP advertisement: {e}");
+                    } else {
+                        tracing::warn!(vip = %self.vip.name, to = %dst, "cannot send VRRP advertisement: {e} (retried every interval)");
+                    }
                 }
             }
         }

@@ -495,7 +495,9 @@ fn ipv6_multicast_and_unicast_takeover() {
         "u1",
         &(node("b") + &v6(100, &b, "2001:db8::2", "").toml()),
     );
-    lan.wait("a to be the one master", || lan.holders(vip) == [0]);
+    lan.wait("a to be the one master", || {
+        lan.log("u0").contains("to=\"MASTER\"") && lan.holders(vip) == [0]
+    });
     lan.signal("u0", "TERM");
     lan.wait("b to take over from the stopped a", || {
         lan.holders(vip) == [1]

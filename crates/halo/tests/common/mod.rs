@@ -65,6 +65,18 @@ pub(crate) fn bridge(bridge: &str) {
 pub(crate) fn bridge_host(bridge: &str, ns: &str, port: &str, ifname: &str, addrs: &[String]) {
     sh(&["ip", "netns", "add", ns]);
     sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    // No duplicate address detection on the new interface's link-local
+    // address either: until it ends (about 1 s) the address is tentative and
+    // IPv6 VRRP cannot send from it.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.default.accept_dad=0",
+    ]);
     sh(&[
         "ip", "-n", bridge, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns",
         ns,
