@@ -618,7 +618,7 @@ impl Dc {
     fn new() -> Self {
         let id = std::process::id();
         let [bridge, a, b, srv, client] =
-            ["br", "a", "b", "s", "c"].map(|r| format!("halo-dc{r}{id}"));
+            ["br", "a", "b", "s", "c"].map(|r| format!("halo-vd{r}{id}"));
         let dir = std::env::temp_dir().join(format!("halo-dcvip-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
