@@ -17,7 +17,8 @@
 #              master) until B holds the VIP, then back.
 #   After linkdown and partition: the time from the heal until one node alone
 #   holds the VIP, and until A (the higher priority) holds it again.
-# The kill comes at a random phase of the advert interval. Time runs from the
+# The kill comes at a random phase of the advert interval after one of A's
+# adverts, the same phase for both LANs in a trial. Time runs from the
 # kill (or heal) until `ip addr` in B shows the VIP, polled every 10 ms (up to
 # ~15 ms of overhead, the same for both). After each trial A comes back (its
 # stale VIP removed, as after a reboot) and preempts.
@@ -161,10 +162,14 @@ wait_until() {
   done
 }
 
-trial() {   # trial LAN AI MODE I
-  local lan=$1 ai=$2 mode=$3 i=$4 t0 r
+trial() {   # trial LAN AI MODE I PHASE
+  local lan=$1 ai=$2 mode=$3 i=$4 phase=$5 t0 r
   wait_until 30 a_only "$lan" || { echo "$lan: no steady state" >&2; return 1; }
-  sleep "$(awk -v a="$ai" -v r="$RANDOM" 'BEGIN{printf "%.3f", 3*a+1.0+a*r/32768}')"
+  # Kill PHASE (0..1) of an interval after A's latest advert as B sees it,
+  # the same PHASE for both LANs, so their times differ by implementation,
+  # not by luck of the draw.
+  last_advert "$lan" "$ai"
+  sleep "$(awk -v a="$ai" -v p="$phase" 'BEGIN{printf "%.3f", a*p}')"
   t0=$(now)
   case $mode in
     # Not waited for: keepalived takes ~1 s to exit after its priority 0.
@@ -192,6 +197,15 @@ trial() {   # trial LAN AI MODE I
       if wait_until 30 a_only "$lan"; then r=$(since "$t0"); else r=timeout; fi
       printf '%s\t%s\t%s\t%s\t%s\n' "$lan" "$ai" "$mode-heal-a-master" "$i" "$r" >> "$OUT/results.tsv" ;;
   esac
+}
+
+# last_advert LAN AI: returns just after B receives one of A's adverts (a
+# tcpdump on B's port that exits at the first one; 3 intervals of settling
+# first). Falls back to returning after the settling if none is seen.
+last_advert() {
+  sleep "$(awk -v a="$2" 'BEGIN{printf "%.3f", 3*a+1.0}')"
+  timeout "$(awk -v a="$2" 'BEGIN{printf "%.3f", 2*a+0.5}')" \
+    ip netns exec "$(ns $1 br)" tcpdump --immediate-mode -i pb -n -c 1 'ip proto 112 and src 192.0.2.1' >/dev/null 2>&1 || true
 }
 
 # steady LAN AI SECONDS: rising edges of "B holds the VIP" while A is master.
@@ -225,7 +239,8 @@ for ai in $ADVERT_INTS; do
   done
   for mode in $MODES; do
     for i in $(seq 1 "$TRIALS"); do
-      for lan in $LANS; do trial $lan "$ai" "$mode" "$i"; done
+      phase=$(awk -v r="$RANDOM" 'BEGIN{printf "%.3f", r/32768}')
+      for lan in $LANS; do trial $lan "$ai" "$mode" "$i" "$phase"; done
       echo "advert $ai $mode trial $i: $(grep -P "^.\t$ai\t$mode\t$i\t" "$OUT/results.tsv" | cut -f1,5 | tr '\t\n' '= ')" >&2
     done
   done
