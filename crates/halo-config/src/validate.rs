@@ -71,7 +71,7 @@ pub(crate) fn validate(
         .iter()
         .map(|x| x.get_ref().name.get_ref().as_str())
         .collect();
-    let vip_groups = v.vip_groups(&raw.vip_group, &vip_names);
+    let vip_groups = v.vip_groups(&raw.vip_group, &raw.vip, &vip_names);
 
     let gslb = raw
         .gslb
@@ -922,7 +922,12 @@ impl Validator<'_, '_> {
         n.get_ref().into()
     }
 
-    fn vip_groups(&mut self, raw: &[S<RawVipGroup>], vips: &HashSet<&str>) -> Vec<VipGroup> {
+    fn vip_groups(
+        &mut self,
+        raw: &[S<RawVipGroup>],
+        raw_vips: &[S<RawVip>],
+        vips: &HashSet<&str>,
+    ) -> Vec<VipGroup> {
         let mut member_of: HashMap<&str, &str> = HashMap::new();
         let mut out = Vec::new();
         for g in raw {
@@ -941,6 +946,20 @@ impl Validator<'_, '_> {
                         m.span(),
                         format!("vip \"{member}\" is already in vip_group \"{other}\""),
                         "put each [[vip]] in one group at most",
+                    );
+                }
+                // A weight moves one member's priority alone: the group
+                // would split. keepalived requires weight 0 in sync groups.
+                let weighted = raw_vips
+                    .iter()
+                    .filter(|v| v.get_ref().name.get_ref() == m.get_ref())
+                    .flat_map(|v| &v.get_ref().track)
+                    .filter_map(|t| t.get_ref().weight.as_ref());
+                for w in weighted {
+                    self.r.error_hint(
+                        w.span(),
+                        format!("vip \"{member}\" is in vip_group \"{name}\": a weighted track entry would move it without the rest of the group"),
+                        "remove `weight`: the target then faults the whole group (keepalived requires weight 0 in sync groups)",
                     );
                 }
                 members.push(member);

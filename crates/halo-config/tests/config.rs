@@ -182,6 +182,10 @@ fn each_rule_has_a_located_error() {
             "11:9: vip \"v\" is already in vip_group \"g\"; put each [[vip]] in one group at most",
         ),
         (
+            "[[vip]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"192.0.2.1/24\"]\ntrack = [{ tcp = \"127.0.0.1:80\", weight = -20 }]\n[[vip_group]]\nname = \"g\"\nvips = [\"v\"]\n",
+            "6:43: vip \"v\" is in vip_group \"g\": a weighted track entry would move it without the rest of the group; remove `weight`",
+        ),
+        (
             "[gslb]\nzone = \"g.example\"\n[[gslb.service]]\nname = \"s\"\nstrategy = \"failover\"\nfailover_order = [\"east\"]\n[[gslb.service.endpoint]]\naddress = \"192.0.2.1\"\n",
             "6:19: `failover_order` names unknown site \"east\"",
         ),
