@@ -177,6 +177,20 @@ pub enum Balance {
     First,
 }
 
+impl Balance {
+    /// The config spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+            Balance::Source => "source",
+            Balance::RandomTwo => "random-two",
+            Balance::First => "first",
+        }
+    }
+}
+
 /// `pool.retry_on`: the failures after which a request goes to another server.
 ///
 /// A connect failure is always safe to retry (nothing was sent). The others are

@@ -3,7 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod check;
+mod client;
 mod run;
 mod vip;
 
@@ -22,6 +24,8 @@ use clap::{Parser, Subcommand, ValueEnum};
     after_help = "Examples:\n  \
         halo check -c /etc/halo/halo.toml     validate a config; errors name file:line:col\n  \
         halo run -c /etc/halo/halo.toml       run what the file configures\n  \
+        halo status -c /etc/halo/halo.toml    the running node, from its admin API\n  \
+        halo ctl drain router80/clus1-infra-0 -c /etc/halo/halo.toml\n  \
         RUST_LOG=halo_health=debug halo run -c halo.toml --log-format json\n\n\
         Signals while running: SIGHUP reloads the file (a bad file is rejected and the\n\
         running config stays); SIGTERM or SIGINT stop gracefully."
@@ -54,6 +58,21 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Show a running node: VIPs, listeners, pools and servers, GSLB answers.
+    Status {
+        #[command(flatten)]
+        target: client::Target,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a running node through its admin API (needs the token).
+    Ctl {
+        #[command(flatten)]
+        target: client::Target,
+        #[command(subcommand)]
+        what: client::Ctl,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +81,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check::check(&config),
         Command::Run { config } => run::run(&config),
+        Command::Status { target, json } => client::status(&target, json),
+        Command::Ctl { target, what } => client::ctl(&target, &what),
     };
     match result {
         Ok(code) => code,

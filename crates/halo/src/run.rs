@@ -36,7 +36,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Every section whose tier is not built yet, named, or Ok.
 fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
-    let mut missing: Vec<String> = c
+    let missing: Vec<String> = c
         .listeners
         .iter()
         .filter(|l| !matches!(l.protocol, Protocol::Tcp | Protocol::Http))
@@ -48,13 +48,10 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
             )
         })
         .collect();
-    if c.admin.is_some() {
-        missing.push("[admin] (admin API)".into());
-    }
     if !missing.is_empty() {
         anyhow::bail!(
             "not supported yet: {}; this build runs [[pool]] health checks, http and tcp listeners, \
-             [gslb] and [[vip]] (`halo check` validates every section)",
+             [gslb], [[vip]] and [admin] (`halo check` validates every section)",
             missing.join(", ")
         );
     }
@@ -64,13 +61,28 @@ fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Everything running, owned by the main loop: signals and admin API
+/// commands are handled one at a time here.
+struct Node<'p> {
+    path: &'p Path,
+    config: Config,
+    registry: Registry,
+    proxy: Proxy,
+    dns: Option<Dns>,
+    vips: crate::vip::Vips,
+    admin: Option<halo_admin::Admin>,
+    clock: crate::admin::Clock,
+}
+
 async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let started = tokio::time::Instant::now();
     let seed =
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+    let token = crate::admin::read_token(&config)?;
     let mut registry = Registry::new(HealthHub::new(seed));
     registry.apply(&config);
-    let mut proxy = Proxy::start_threaded(&config, &registry, seed, config.node.threads.into())?;
-    let mut dns = match &config.gslb {
+    let proxy = Proxy::start_threaded(&config, &registry, seed, config.node.threads.into())?;
+    let dns = match &config.gslb {
         Some(_) => Some(Dns::start(
             &config,
             &registry,
@@ -81,7 +93,12 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     };
     // Last: an instance starts as backup, and its addresses should find the
     // listeners already bound.
-    let mut vips = crate::vip::Vips::start(&config, &registry)?;
+    let vips = crate::vip::Vips::start(&config, &registry)?;
+    let (commands, mut admin_rx) = tokio::sync::mpsc::channel(16);
+    let admin = match &config.admin {
+        Some(a) => Some(halo_admin::Admin::start(a.listen, token, commands).await?),
+        None => None,
+    };
     tracing::info!(
         node = %config.node.name,
         site = %config.node.site,
@@ -89,73 +106,159 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         env!("CARGO_PKG_VERSION"),
         crate::check::summary(&config)
     );
+    let mut node = Node {
+        path,
+        config,
+        registry,
+        proxy,
+        dns,
+        vips,
+        admin,
+        clock: crate::admin::Clock {
+            started,
+            loaded: started,
+        },
+    };
 
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &mut registry, &mut proxy, &mut dns, &mut vips),
+            _ = hup.recv() => {
+                let _ = node.reload("SIGHUP");
+            }
+            Some(cmd) = admin_rx.recv() => node.command(cmd),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("stopping");
+    if let Some(a) = &node.admin {
+        a.set_ready(false);
+    }
     // Masters hand their addresses over first (priority 0: the peers take
     // over within their skew time), then listeners close, then the monitors.
+    let Node {
+        proxy,
+        dns,
+        vips,
+        registry,
+        admin,
+        ..
+    } = node;
     vips.stop().await;
     drop(proxy);
     drop(dns);
     drop(registry);
+    drop(admin);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validates the file again and applies it; a bad file changes nothing.
-fn reload(
-    path: &Path,
-    registry: &mut Registry,
-    proxy: &mut Proxy,
-    dns: &mut Option<Dns>,
-    vips: &mut crate::vip::Vips,
-) {
-    let config = match halo_config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("reload rejected, the running config stays:\n{e}");
-            return;
-        }
-    };
-    // Everything that can refuse the new config is asked before anything changes.
-    let dns_ok = || match (dns.as_ref(), &config.gslb) {
-        (Some(d), Some(_)) => d.check_reload(&config).map_err(anyhow::Error::from),
-        (None, None) => Ok(()),
-        (Some(_), None) => Err(anyhow::anyhow!(
-            "[gslb] removed; restart halo to stop the DNS tier"
-        )),
-        (None, Some(_)) => Err(anyhow::anyhow!(
-            "[gslb] added; restart halo to start the DNS tier"
-        )),
-    };
-    if let Err(e) = refuse_unsupported(&config)
-        .and_then(|()| proxy.check_reload(&config).map_err(Into::into))
-        .and_then(|()| dns_ok())
-        .and_then(|()| crate::vip::Vips::check_reload(&config))
-    {
-        tracing::error!("reload rejected, the running config stays: {e:#}");
-        return;
-    }
-    registry.apply(&config);
-    if let Err(e) = proxy.reload(&config, registry) {
-        // check_reload said yes, so this is not expected; say so loudly.
-        tracing::error!("proxy reload failed after the health engine took the new config: {e}");
-    }
-    if let Some(d) = dns {
-        if let Err(e) = d.reload(&config, registry) {
-            tracing::error!("DNS reload failed after the health engine took the new config: {e}");
+impl Node<'_> {
+    fn command(&mut self, cmd: halo_admin::Command) {
+        match cmd {
+            halo_admin::Command::Status(reply) => {
+                let st = crate::admin::status(
+                    &self.clock,
+                    &self.config,
+                    &self.registry,
+                    &self.proxy,
+                    self.dns.as_ref(),
+                    &self.vips,
+                );
+                let _ = reply.send(st);
+            }
+            halo_admin::Command::SetServer {
+                pool,
+                server,
+                state,
+                who,
+                reply,
+            } => {
+                let r = crate::admin::set_server(
+                    &self.config,
+                    &self.registry,
+                    &pool,
+                    &server,
+                    state,
+                    &who,
+                );
+                let _ = reply.send(r);
+            }
+            halo_admin::Command::Reload { who, reply } => {
+                let _ = reply.send(self.reload(&format!("admin API ({who})")));
+            }
         }
     }
-    if let Err(e) = vips.apply(&config, registry) {
-        tracing::error!("VRRP reload failed after the health engine took the new config: {e:#}");
+
+    /// Validates the file again and applies it; a bad file changes nothing.
+    /// Ok(summary) or Err(why it was rejected).
+    fn reload(&mut self, who: &str) -> Result<String, String> {
+        match self.try_reload() {
+            Ok(summary) => {
+                tracing::info!(%who, "reloaded: {summary}");
+                Ok(summary)
+            }
+            Err(e) => {
+                tracing::error!(%who, "reload rejected, the running config stays:\n{e}");
+                Err(e)
+            }
+        }
     }
-    tracing::info!("reloaded: {}", crate::check::summary(&config));
+
+    fn try_reload(&mut self) -> Result<String, String> {
+        let config = halo_config::load(self.path).map_err(|e| e.to_string())?;
+        // Everything that can refuse the new config is asked before anything changes.
+        let dns_ok = || match (self.dns.as_ref(), &config.gslb) {
+            (Some(d), Some(_)) => d.check_reload(&config).map_err(anyhow::Error::from),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(anyhow::anyhow!(
+                "[gslb] removed; restart halo to stop the DNS tier"
+            )),
+            (None, Some(_)) => Err(anyhow::anyhow!(
+                "[gslb] added; restart halo to start the DNS tier"
+            )),
+        };
+        let admin_ok = || match (&self.config.admin, &config.admin) {
+            (Some(a), Some(b)) if a.listen != b.listen => Err(anyhow::anyhow!(
+                "[admin] listen changed; restart halo to move the admin API"
+            )),
+            (None, Some(_)) | (Some(_), None) => Err(anyhow::anyhow!(
+                "[admin] added or removed; restart halo for that"
+            )),
+            _ => Ok(()),
+        };
+        let token = refuse_unsupported(&config)
+            .and_then(|()| self.proxy.check_reload(&config).map_err(Into::into))
+            .and_then(|()| dns_ok())
+            .and_then(|()| crate::vip::Vips::check_reload(&config))
+            .and_then(|()| admin_ok())
+            .and_then(|()| crate::admin::read_token(&config))
+            .map_err(|e| format!("{e:#}"))?;
+        self.registry.apply(&config);
+        if let Err(e) = self.proxy.reload(&config, &self.registry) {
+            // check_reload said yes, so this is not expected; say so loudly.
+            tracing::error!("proxy reload failed after the health engine took the new config: {e}");
+        }
+        if let Some(d) = &mut self.dns {
+            if let Err(e) = d.reload(&config, &self.registry) {
+                tracing::error!(
+                    "DNS reload failed after the health engine took the new config: {e}"
+                );
+            }
+        }
+        if let Err(e) = self.vips.apply(&config, &self.registry) {
+            tracing::error!(
+                "VRRP reload failed after the health engine took the new config: {e:#}"
+            );
+        }
+        if let Some(a) = &self.admin {
+            a.set_token(token);
+        }
+        let summary = crate::check::summary(&config);
+        self.config = config;
+        self.clock.loaded = tokio::time::Instant::now();
+        Ok(summary)
+    }
 }

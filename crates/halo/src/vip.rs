@@ -56,6 +56,14 @@ pub(crate) struct Counters {
     pub(crate) transitions: AtomicU64,
 }
 
+/// An instance's state as the admin API shows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Runtime {
+    pub(crate) state: State,
+    pub(crate) priority: u8,
+    pub(crate) last_change: Option<Instant>,
+}
+
 /// A state change, for `notify` and the logs.
 #[derive(Debug, Clone)]
 struct Change {
@@ -73,11 +81,8 @@ struct Running {
     track: watch::Sender<TrackState>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    #[allow(
-        dead_code,
-        reason = "read by the admin API (issue 6); kept per instance now"
-    )]
     counters: Arc<Counters>,
+    runtime: Arc<std::sync::Mutex<Runtime>>,
 }
 
 /// Every `[[vip]]` of the running config.
@@ -149,10 +154,16 @@ impl Vips {
             let (track, track_rx) = watch::channel(TrackState::default());
             let (stop, stop_rx) = oneshot::channel();
             let counters = Arc::new(Counters::default());
+            let runtime = Arc::new(std::sync::Mutex::new(Runtime {
+                state: State::Initialize,
+                priority: v.priority,
+                last_change: None,
+            }));
             let instance = Instance::open(
                 v.clone(),
                 self.addresses.clone().context("netlink")?,
                 Arc::clone(&counters),
+                Arc::clone(&runtime),
                 self.changes.clone(),
             )
             .with_context(|| format!("[[vip]] \"{}\" on {}", v.name, v.interface))?;
@@ -165,6 +176,7 @@ impl Vips {
                     stop: Some(stop),
                     task,
                     counters,
+                    runtime,
                 },
             );
         }
@@ -198,6 +210,23 @@ impl Vips {
             }
         }));
         Ok(())
+    }
+
+    /// Each running instance: its config, state and counters.
+    pub(crate) fn each(&self) -> Vec<(Vip, Runtime, &Counters)> {
+        let mut out: Vec<_> = self
+            .running
+            .values()
+            .map(|r| {
+                let rt = *r
+                    .runtime
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (r.spec.clone(), rt, r.counters.as_ref())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        out
     }
 
     /// Stops every instance: masters say priority 0 and give their
@@ -408,6 +437,7 @@ struct Instance {
     announcer: Announcer,
     netlink: Addresses,
     counters: Arc<Counters>,
+    runtime: Arc<std::sync::Mutex<Runtime>>,
     changes: mpsc::UnboundedSender<Change>,
     source: IpAddr,
     destinations: Vec<IpAddr>,
@@ -429,6 +459,7 @@ impl Instance {
         vip: Vip,
         netlink: Addresses,
         counters: Arc<Counters>,
+        runtime: Arc<std::sync::Mutex<Runtime>>,
         changes: mpsc::UnboundedSender<Change>,
     ) -> anyhow::Result<Self> {
         let ips: Vec<IpAddr> = vip.addresses.iter().map(IpNet::addr).collect();
@@ -489,6 +520,7 @@ impl Instance {
             announcer,
             netlink,
             counters,
+            runtime,
             changes,
             source,
             destinations,
@@ -684,6 +716,17 @@ impl Instance {
 
     /// Carries out the router's actions, in order.
     async fn apply(&mut self, router: &Router, actions: &mut Vec<Action>) {
+        {
+            let mut rt = self
+                .runtime
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if rt.state != router.state() {
+                rt.last_change = Some(Instant::now());
+            }
+            rt.state = router.state();
+            rt.priority = router.priority();
+        }
         for action in actions.drain(..) {
             match action {
                 Action::Send { priority } => self.send(priority).await,

@@ -1,0 +1,337 @@
+//! halo's admin API (`[admin]`): `GET /api/status` (JSON), `GET /metrics`
+//! (Prometheus text), `GET /healthz`, `GET /readyz`, and changes behind a
+//! bearer token: `POST /api/pools/{pool}/servers/{server}` and
+//! `POST /api/reload`.
+//!
+//! The server owns no state of the tiers. Every request becomes a
+//! [`Command`] sent to the binary's main loop, which owns the running config,
+//! health registry, proxy, DNS and VRRP, answers from them and applies
+//! changes one at a time, so an API change and a SIGHUP reload never race.
+
+#![forbid(unsafe_code)]
+
+pub mod metrics;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use status::Status;
+
+/// What the API asks of the main loop.
+#[derive(Debug)]
+pub enum Command {
+    /// A snapshot for `/api/status` and `/metrics`.
+    Status(oneshot::Sender<Status>),
+    /// Set a server's admin state (`ready`, `drain`, `maint`).
+    SetServer {
+        /// Pool name.
+        pool: String,
+        /// Server name.
+        server: String,
+        /// The new state.
+        state: ServerState,
+        /// Who asked (the client's address), for the log.
+        who: String,
+        /// Ok(what changed) or Err(why not: unknown pool/server).
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Reload the config file.
+    Reload {
+        /// Who asked, for the log.
+        who: String,
+        /// Ok(summary of the new config) or Err(why the file was rejected).
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// A server's admin state, as the API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    /// Normal.
+    Ready,
+    /// No new load-balanced traffic; checks continue.
+    Drain,
+    /// No traffic, no checks.
+    Maint,
+}
+
+/// Body of `POST /api/pools/{pool}/servers/{server}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerChange {
+    /// New admin state.
+    pub state: Option<ServerState>,
+    /// New weight (not supported yet: answered with 501).
+    pub weight: Option<u16>,
+}
+
+/// Why the admin server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr} for the admin API: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared by the handlers.
+#[derive(Debug)]
+struct Shared {
+    commands: mpsc::Sender<Command>,
+    token: RwLock<Option<String>>,
+    ready: AtomicBool,
+}
+
+/// The running admin listener; stops when dropped.
+#[derive(Debug)]
+pub struct Admin {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Admin {
+    /// Binds `listen` and serves. `token`: the bearer token changes need;
+    /// without one every change is refused (403).
+    ///
+    /// # Errors
+    /// [`AdminError::Bind`].
+    pub async fn start(
+        listen: SocketAddr,
+        token: Option<String>,
+        commands: mpsc::Sender<Command>,
+    ) -> Result<Self, AdminError> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| AdminError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| AdminError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            commands,
+            token: RwLock::new(token),
+            ready: AtomicBool::new(true),
+        });
+        let app = axum::Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/api/status", get(status))
+            .route("/metrics", get(metrics_page))
+            .route("/api/pools/{pool}/servers/{server}", post(set_server))
+            .route("/api/reload", post(reload))
+            .with_state(Arc::clone(&shared));
+        let task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("admin API stopped: {e}");
+            }
+        });
+        tracing::info!(%addr, "admin API listening");
+        Ok(Self { addr, shared, task })
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `/readyz` answers 503 from now on (the node is stopping).
+    pub fn set_ready(&self, ready: bool) {
+        self.shared.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Swaps the token (a reload re-reads `token_file`).
+    pub fn set_token(&self, token: Option<String>) {
+        *self
+            .shared
+            .token
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = token;
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type SharedState = State<Arc<Shared>>;
+
+async fn readyz(State(s): SharedState) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response()
+    }
+}
+
+async fn snapshot(s: &Shared) -> Result<Status, Response> {
+    let (tx, rx) = oneshot::channel();
+    let gone = || (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response();
+    s.commands
+        .send(Command::Status(tx))
+        .await
+        .map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())
+}
+
+async fn status(State(s): SharedState) -> Response {
+    match snapshot(&s).await {
+        Ok(st) => Json(st).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn metrics_page(State(s): SharedState) -> Response {
+    match snapshot(&s).await {
+        Ok(st) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics::render(&st),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// None, or the 401/403 to send. Compares in constant time.
+fn refusal(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let token = s
+        .token
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let Some(token) = token else {
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "changes are off: set [admin] token_file to allow them\n",
+            )
+                .into_response(),
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    (!same).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token\n",
+        )
+            .into_response()
+    })
+}
+
+async fn set_server(
+    State(s): SharedState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((pool, server)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refusal(&s, &headers) {
+        tracing::warn!(from = %peer, "admin change refused: {pool}/{server} (no valid token)");
+        return r;
+    }
+    let change: ServerChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("body: {e}; send e.g. {{\"state\": \"drain\"}}\n"),
+            )
+                .into_response();
+        }
+    };
+    if change.weight.is_some() {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "changing a weight at run time is not supported yet; change it in the file and reload\n",
+        )
+            .into_response();
+    }
+    let Some(state) = change.state else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "send {\"state\": \"ready\" | \"drain\" | \"maint\"}\n",
+        )
+            .into_response();
+    };
+    let (tx, rx) = oneshot::channel();
+    let cmd = Command::SetServer {
+        pool,
+        server,
+        state,
+        who: peer.to_string(),
+        reply: tx,
+    };
+    if s.commands.send(cmd).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(done)) => (StatusCode::OK, format!("{done}\n")).into_response(),
+        Ok(Err(why)) => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response(),
+    }
+}
+
+async fn reload(
+    State(s): SharedState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refusal(&s, &headers) {
+        tracing::warn!(from = %peer, "admin reload refused (no valid token)");
+        return r;
+    }
+    let (tx, rx) = oneshot::channel();
+    let cmd = Command::Reload {
+        who: peer.to_string(),
+        reply: tx,
+    };
+    if s.commands.send(cmd).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("reloaded: {summary}\n")).into_response(),
+        Ok(Err(why)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload rejected, the running config stays:\n{why}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response(),
+    }
+}

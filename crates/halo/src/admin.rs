@@ -1,0 +1,285 @@
+//! The main loop's side of the admin API: builds [`Status`] from the running
+//! tiers and carries out server state changes. (Reloads go through
+//! `run::reload`, the same path as SIGHUP.)
+
+use std::sync::atomic::Ordering;
+
+use halo_admin::ServerState;
+use halo_admin::status::{
+    Counters, EndpointInfo, GslbStatus, ListenerStatus, PeerInfo, PoolStatus, ServerStatus,
+    ServiceStatus, Status, VipStatus, VrrpCounters,
+};
+use halo_config::Config;
+use halo_dns::Dns;
+use halo_gslb::{Answer, Picker, Query, Rcode, rtype};
+use halo_health::{AdminState, Registry, ServerKey};
+use halo_proxy::Proxy;
+use halo_proxy::stats::CountersView;
+use tokio::time::Instant;
+
+use crate::vip::Vips;
+
+/// What the status needs besides the tiers.
+pub(crate) struct Clock {
+    pub(crate) started: Instant,
+    pub(crate) loaded: Instant,
+}
+
+fn counters(c: CountersView) -> Counters {
+    Counters {
+        requests: c.requests,
+        responses: c.responses,
+        errors: c.errors,
+        retries: c.retries,
+        active: c.active,
+        bytes_in: c.bytes_in,
+        bytes_out: c.bytes_out,
+    }
+}
+
+fn admin_name(a: AdminState) -> &'static str {
+    match a {
+        AdminState::Ready => "ready",
+        AdminState::Drain => "drain",
+        AdminState::Maint => "maint",
+    }
+}
+
+/// One snapshot of everything.
+pub(crate) fn status(
+    clock: &Clock,
+    config: &Config,
+    registry: &Registry,
+    proxy: &Proxy,
+    dns: Option<&Dns>,
+    vips: &Vips,
+) -> Status {
+    let now = Instant::now();
+    let stats = proxy.stats();
+    let listener_counters: std::collections::HashMap<String, CountersView> =
+        stats.listeners().into_iter().collect();
+    let pool_counters: std::collections::HashMap<String, CountersView> =
+        stats.pools().into_iter().collect();
+    let server_counters: std::collections::HashMap<(String, String), CountersView> =
+        stats.servers().into_iter().collect();
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| ListenerStatus {
+            name: l.name.clone(),
+            protocol: l.protocol.as_str().to_owned(),
+            binds: proxy
+                .bound()
+                .iter()
+                .filter(|(n, _)| *n == l.name)
+                .map(|(_, a)| a.to_string())
+                .collect(),
+            pools: l
+                .default_pool
+                .iter()
+                .chain(l.routes.iter().map(|r| &r.pool))
+                .cloned()
+                .collect(),
+            counters: counters(listener_counters.get(&l.name).copied().unwrap_or_default()),
+        })
+        .collect();
+    let pools = config
+        .pools
+        .iter()
+        .map(|p| PoolStatus {
+            name: p.name.clone(),
+            balance: p.balance.as_str().to_owned(),
+            servers: p
+                .servers
+                .iter()
+                .map(|s| {
+                    let h = registry.health(&ServerKey::new(&p.name, &s.name));
+                    ServerStatus {
+                        name: s.name.clone(),
+                        address: s.address.to_string(),
+                        health: if h.as_ref().is_some_and(|h| h.is_up()) {
+                            "up"
+                        } else {
+                            "down"
+                        }
+                        .to_owned(),
+                        admin: admin_name(h.map_or(AdminState::Ready, |h| h.admin())).to_owned(),
+                        weight: s.weight,
+                        backup: s.backup,
+                        counters: counters(
+                            server_counters
+                                .get(&(p.name.clone(), s.name.clone()))
+                                .copied()
+                                .unwrap_or_default(),
+                        ),
+                    }
+                })
+                .collect(),
+            counters: counters(pool_counters.get(&p.name).copied().unwrap_or_default()),
+        })
+        .collect();
+    let vips = vips
+        .each()
+        .into_iter()
+        .map(|(v, rt, c)| {
+            let n = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+            VipStatus {
+                group: config
+                    .vip_groups
+                    .iter()
+                    .find(|g| g.vips.contains(&v.name))
+                    .map(|g| g.name.clone()),
+                interface: v.interface.clone(),
+                vrid: v.vrid,
+                addresses: v.addresses.iter().map(ToString::to_string).collect(),
+                state: rt.state.as_str().to_owned(),
+                priority: rt.priority,
+                configured_priority: v.priority,
+                owner: v.priority == 255,
+                last_transition_secs_ago: rt.last_change.map(|t| (now - t).as_secs_f64()),
+                counters: VrrpCounters {
+                    received: n(&c.received),
+                    sent: n(&c.sent),
+                    send_errors: n(&c.send_errors),
+                    dropped_ttl: n(&c.drop_ttl),
+                    dropped_peer: n(&c.drop_peer),
+                    dropped_vrid: n(&c.drop_vrid),
+                    dropped_version: n(&c.drop_version),
+                    dropped_length: n(&c.drop_length),
+                    dropped_checksum: n(&c.drop_checksum),
+                    dropped_other: n(&c.drop_other),
+                    transitions: n(&c.transitions),
+                },
+                name: v.name,
+            }
+        })
+        .collect();
+    let gslb = config
+        .gslb
+        .as_ref()
+        .zip(dns)
+        .map(|(g, dns)| gslb_status(&g.zone, dns, now));
+    Status {
+        node: config.node.name.clone(),
+        site: config.node.site.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: (now - clock.started).as_secs_f64(),
+        config_age_secs: (now - clock.loaded).as_secs_f64(),
+        listeners,
+        pools,
+        vips,
+        gslb,
+    }
+}
+
+fn gslb_status(zone: &str, dns: &Dns, now: Instant) -> GslbStatus {
+    let published = dns.published();
+    let snap = &published.snapshot;
+    let z = &snap.zone;
+    let mut picker = Picker::new(0);
+    let services = z
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| {
+            let name = format!("{}.{zone}", svc.name);
+            let mut answer = Vec::new();
+            for qtype in [rtype::A, rtype::AAAA] {
+                let q = Query {
+                    name: name.as_bytes(),
+                    qtype,
+                    client: None,
+                };
+                let r = snap.resolve(&q, &mut picker);
+                match (r.rcode, r.answer) {
+                    (_, Answer::Addresses { addresses, .. }) => {
+                        answer.extend(addresses.iter().map(ToString::to_string));
+                    }
+                    (Rcode::NxDomain, _) => answer.push("NXDOMAIN".into()),
+                    (Rcode::ServFail, _) => answer.push("SERVFAIL".into()),
+                    _ => {}
+                }
+            }
+            answer.dedup();
+            let site = |id: u16| z.sites.get(usize::from(id)).cloned().unwrap_or_default();
+            ServiceStatus {
+                name: svc.name.clone(),
+                strategy: format!("{:?}", svc.strategy).to_lowercase(),
+                answer,
+                endpoints: snap.services[i]
+                    .iter()
+                    .map(|e| EndpointInfo {
+                        address: e.address.to_string(),
+                        site: site(e.site),
+                        healthy: e.healthy,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let peers = dns
+        .peers()
+        .into_iter()
+        .map(|p| PeerInfo {
+            address: p.address.to_string(),
+            site: p.site,
+            reachable: !p.unreachable && p.last_answer.is_some(),
+            last_answer_secs_ago: p
+                .last_answer
+                .map(|t| now.into_std().saturating_duration_since(t).as_secs_f64()),
+            endpoints: p.endpoints,
+        })
+        .collect();
+    let t = dns.stats().total();
+    GslbStatus {
+        zone: zone.to_owned(),
+        services,
+        peers,
+        queries: t.udp + t.tcp,
+    }
+}
+
+/// Sets `pool/server`'s admin state; Err names what does not exist.
+pub(crate) fn set_server(
+    config: &Config,
+    registry: &Registry,
+    pool: &str,
+    server: &str,
+    state: ServerState,
+    who: &str,
+) -> Result<String, String> {
+    let Some(p) = config.pools.iter().find(|p| p.name == pool) else {
+        return Err(format!("no pool named \"{pool}\""));
+    };
+    if !p.servers.iter().any(|s| s.name == server) {
+        return Err(format!("pool \"{pool}\" has no server named \"{server}\""));
+    }
+    let Some(h) = registry.health(&ServerKey::new(pool, server)) else {
+        return Err(format!("{pool}/{server} is not monitored"));
+    };
+    let admin = match state {
+        ServerState::Ready => AdminState::Ready,
+        ServerState::Drain => AdminState::Drain,
+        ServerState::Maint => AdminState::Maint,
+    };
+    h.set_admin(admin);
+    let done = format!("{pool}/{server} is now {}", admin_name(admin));
+    tracing::info!(%who, "admin change: {done}");
+    Ok(done)
+}
+
+/// The bearer token from `[admin] token_file`, trimmed; None without one.
+pub(crate) fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("[admin] token_file {}: {e}", path.display()))?;
+    let token = text.trim().to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "[admin] token_file {} is empty: write a long random token into it",
+        path.display()
+    );
+    Ok(Some(token))
+}
