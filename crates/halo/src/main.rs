@@ -6,6 +6,7 @@
 mod admin;
 mod check;
 mod client;
+mod demo;
 mod run;
 mod vip;
 
@@ -22,6 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
     long_about = "halo is global DNS (GSLB), virtual IPs (VRRP) and an L4/L7 proxy in one binary.\n\
                   Each node runs the tiers its config file describes.",
     after_help = "Examples:\n  \
+        halo demo                             a tour on loopback: two sites, proxy, DNS, admin\n  \
         halo check -c /etc/halo/halo.toml     validate a config; errors name file:line:col\n  \
         halo run -c /etc/halo/halo.toml       run what the file configures\n  \
         halo status -c /etc/halo/halo.toml    the running node, from its admin API\n  \
@@ -58,6 +60,11 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// A tour on loopback, no config, no root: two sites, proxy, DNS, admin API.
+    Demo {
+        #[command(flatten)]
+        ports: demo::Ports,
+    },
     /// Show a running node: VIPs, listeners, pools and servers, GSLB answers.
     Status {
         #[command(flatten)]
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check::check(&config),
         Command::Run { config } => run::run(&config),
+        Command::Demo { ports } => demo::demo(&ports),
         Command::Status { target, json } => client::status(&target, json),
         Command::Ctl { target, what } => client::ctl(&target, &what),
     };

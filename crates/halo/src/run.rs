@@ -74,7 +74,26 @@ struct Node<'p> {
     clock: crate::admin::Clock,
 }
 
+/// What a started node listens on, for `halo demo`'s instructions.
+pub(crate) struct Bound {
+    pub(crate) listeners: Vec<std::net::SocketAddr>,
+    pub(crate) dns: Vec<std::net::SocketAddr>,
+    pub(crate) admin: Option<std::net::SocketAddr>,
+}
+
+/// Called once everything is bound.
+pub(crate) type OnReady = Box<dyn FnOnce(&Bound)>;
+
 async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    serve_with(path, config, None).await
+}
+
+/// Runs `config` until SIGTERM/SIGINT; `ready` is called once all is bound.
+pub(crate) async fn serve_with(
+    path: &Path,
+    config: Config,
+    ready: Option<OnReady>,
+) -> anyhow::Result<ExitCode> {
     let started = tokio::time::Instant::now();
     let seed =
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
@@ -120,6 +139,17 @@ async fn serve(path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         },
     };
 
+    if let Some(ready) = ready {
+        ready(&Bound {
+            listeners: node.proxy.bound().iter().map(|(_, a)| *a).collect(),
+            dns: node
+                .dns
+                .as_ref()
+                .map(|d| d.bound().to_vec())
+                .unwrap_or_default(),
+            admin: node.admin.as_ref().map(halo_admin::Admin::addr),
+        });
+    }
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod common;
+
 fn halo() -> Command {
     Command::new(env!("CARGO_BIN_EXE_halo"))
 }
@@ -392,4 +394,124 @@ fn admin_api_status_ctl_metrics_and_reload() {
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
     drop(backend);
+}
+
+/// Polls `f` until it holds, or panics naming `what`. (A real process runs
+/// on real time: a wall-clock deadline; the pause is a poll interval.)
+#[allow(clippy::disallowed_methods)]
+fn poll(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `halo demo` as the README tells a newcomer to run it: it prints where
+/// everything is, the proxy alternates the two sites, the DNS answers east;
+/// `fail east` on its stdin moves both to west, `heal east` brings east back.
+#[test]
+fn demo_fails_a_site_over_and_back() {
+    if !common::have("/usr/bin/dig", "bind9-dnsutils") {
+        return;
+    }
+    let mut child = halo()
+        .args([
+            "demo",
+            "--proxy-port",
+            "0",
+            "--dns-port",
+            "0",
+            "--admin-port",
+            "0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Logs::of(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut proxy, mut dns) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the demo ended early"
+        );
+        let field = |prefix: &str| {
+            line.trim()
+                .strip_prefix(prefix)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        };
+        if let Some(p) = field("proxy   ") {
+            proxy = p;
+        }
+        if let Some(d) = field("DNS     ") {
+            dns = d;
+        }
+        if line.contains("fail east | heal east") {
+            break;
+        }
+    }
+    let curl = || {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "2", &proxy])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    let (ip, port) = dns.rsplit_once(':').unwrap();
+    let dig = || {
+        let out = Command::new("dig")
+            .args([
+                &format!("@{ip}"),
+                "-p",
+                port,
+                "hello.demo.",
+                "+short",
+                "+time=1",
+                "+tries=1",
+            ])
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().to_owned()
+    };
+    let sites = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let body = curl();
+                body.split("(site ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim_end_matches(")\n")
+                    .to_owned()
+            })
+            .collect()
+    };
+    poll("the proxy to alternate the sites", || {
+        sites(2).contains(&"east".to_owned()) && sites(2).contains(&"west".to_owned())
+    });
+    poll("the DNS to answer east", || dig() == "127.0.0.2");
+
+    std::io::Write::write_all(&mut stdin, b"fail east\n").unwrap();
+    logs.wait_for("demo: site east failed");
+    poll("only west through the proxy", || {
+        sites(4).iter().all(|s| s == "west")
+    });
+    poll("the DNS to answer west", || dig() == "127.0.0.3");
+
+    std::io::Write::write_all(&mut stdin, b"heal east\n").unwrap();
+    poll("east back in the DNS answer", || dig() == "127.0.0.2");
+    poll("east back through the proxy", || {
+        sites(4).contains(&"east".to_owned())
+    });
+
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
 }
