@@ -29,6 +29,7 @@ pub(crate) struct RawNode {
     pub(crate) name: Option<S<String>>,
     pub(crate) site: Option<S<String>>,
     pub(crate) threads: Option<S<i64>>,
+    pub(crate) stop_grace: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

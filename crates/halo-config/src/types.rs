@@ -46,6 +46,9 @@ pub struct Node {
     /// Proxy worker threads (HAProxy `nbthread`); 0 = one per CPU this
     /// process may run on. Default 0.
     pub threads: u16,
+    /// On SIGTERM/SIGINT: how long requests and TCP connections in flight
+    /// may take to finish after the listeners stop accepting. Default 10s.
+    pub stop_grace: Duration,
 }
 
 /// `[admin]`.

@@ -254,10 +254,26 @@ impl Validator<'_, '_> {
             0..=1024,
             0u16,
         );
+        let stop_grace =
+            raw.and_then(|n| n.stop_grace.as_ref())
+                .map_or(Duration::from_secs(10), |g| {
+                    let d = self
+                        .duration(g, "stop_grace")
+                        .unwrap_or(Duration::from_secs(10));
+                    if d > Duration::from_secs(3600) {
+                        self.r.error_hint(
+                            g.span(),
+                            "`stop_grace` is over an hour",
+                            "write e.g. \"30s\"",
+                        );
+                    }
+                    d
+                });
         Node {
             name,
             site,
             threads,
+            stop_grace,
         }
     }
 

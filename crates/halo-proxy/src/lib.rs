@@ -188,6 +188,8 @@ fn serve_listener(
 /// the listeners until stopped.
 #[derive(Debug)]
 struct Worker {
+    /// Stop accepting (the connections go on).
+    quiet: Option<tokio::sync::oneshot::Sender<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -201,15 +203,22 @@ impl Worker {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (quiet, quieted) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("halo-proxy-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
+                    let mut accepts = Vec::new();
                     for b in sockets {
                         match TcpListener::from_std(b.socket) {
                             Ok(l) => {
-                                serve_listener(l, b.name, b.protocol, Arc::clone(&snapshot));
+                                accepts.push(serve_listener(
+                                    l,
+                                    b.name,
+                                    b.protocol,
+                                    Arc::clone(&snapshot),
+                                ));
                             }
                             Err(e) => {
                                 tracing::error!(listener = %b.name, error = %e, "cannot serve");
@@ -217,11 +226,22 @@ impl Worker {
                         }
                     }
                     // Runs until the Proxy is dropped; dropping the runtime
-                    // then ends every connection task of this thread.
-                    let _ = stopped.await;
+                    // then ends every connection task of this thread. Before
+                    // that, a drain closes the listening sockets (the accept
+                    // tasks own them) while connections go on.
+                    tokio::select! {
+                        _ = quieted => {
+                            for a in &accepts {
+                                a.abort();
+                            }
+                            let _ = (&mut stopped).await;
+                        }
+                        _ = &mut stopped => {}
+                    }
                 });
             })?;
         Ok(Self {
+            quiet: Some(quiet),
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -397,6 +417,35 @@ impl Proxy {
             false,
         )));
         Ok(())
+    }
+}
+
+impl Proxy {
+    /// Graceful stop, first half: closes every listening socket (no new
+    /// connections), then waits until no request or TCP connection is in
+    /// flight to any server, or `grace` has passed. Dropping the proxy
+    /// afterwards ends what is left (idle keep-alive connections, and
+    /// whatever outlived the grace). Returns what was still in flight.
+    pub async fn drain(&mut self, grace: std::time::Duration) -> u64 {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for w in &mut self.workers {
+            if let Some(q) = w.quiet.take() {
+                let _ = q.send(());
+            }
+        }
+        let in_flight =
+            |stats: &Stats| -> u64 { stats.servers().iter().map(|(_, c)| c.active).sum() };
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let left = in_flight(&self.stats);
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            // A poll interval: the counters have no change notification.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

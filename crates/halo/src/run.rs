@@ -168,16 +168,28 @@ pub(crate) async fn serve_with(
         a.set_ready(false);
     }
     // Masters hand their addresses over first (priority 0: the peers take
-    // over within their skew time), then listeners close, then the monitors.
+    // over within their skew time), then listeners close and in-flight work
+    // drains (up to node.stop_grace), then the monitors stop.
     let Node {
-        proxy,
+        mut proxy,
         dns,
         vips,
         registry,
         admin,
+        config,
         ..
     } = node;
     vips.stop().await;
+    // Then no new connections, and what is in flight gets `stop_grace`.
+    let grace = config.node.stop_grace;
+    let left = proxy.drain(grace).await;
+    if left > 0 {
+        tracing::warn!(
+            "{left} requests or connections still in flight after stop_grace {grace:?}: cut"
+        );
+    } else {
+        tracing::info!("drained: nothing in flight");
+    }
     drop(proxy);
     drop(dns);
     drop(registry);

@@ -515,3 +515,61 @@ fn demo_fails_a_site_over_and_back() {
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }
+
+/// SIGTERM with a request in flight: the listener stops accepting at once,
+/// the request still gets its answer (within `stop_grace`), then halo exits 0.
+#[test]
+fn sigterm_drains_a_request_in_flight() {
+    // A backend that answers only when the test says so.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let (release, released) = mpsc::channel::<()>();
+    let (arrived, got_request) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut conn, _) = backend.accept().unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+            line.clear();
+        }
+        arrived.send(()).unwrap();
+        released.recv().unwrap();
+        let _ = std::io::Write::write_all(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlate\n",
+        );
+    });
+    let path = temp_config(
+        "drain.toml",
+        &format!(
+            "[node]\nstop_grace = \"30s\"\n[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"http\"\n\
+             default_pool = \"p\"\n[[pool]]\nname = \"p\"\n[[pool.server]]\nname = \"slow\"\naddress = \"{backend_addr}\"\n"
+        ),
+    );
+    let (mut child, logs) = run_halo(&path);
+    let addr: std::net::SocketAddr = addr_in(&logs.wait_for("listening")).parse().unwrap();
+    let curl = std::thread::spawn(move || {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "20",
+                "-w",
+                " %{http_code}",
+                &format!("http://{addr}/"),
+            ])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    });
+    got_request.recv_timeout(Duration::from_secs(20)).unwrap();
+    signal(&child, "-TERM");
+    logs.wait_for("stopping");
+    poll("the listener to stop accepting", || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
+    release.send(()).unwrap();
+    assert_eq!(curl.join().unwrap(), "late\n 200");
+    logs.wait_for("drained: nothing in flight");
+    assert!(child.wait().unwrap().success());
+}
