@@ -1,4 +1,4 @@
-//! halo's admin API (`[admin]`): `GET /api/status` (JSON), `GET /metrics`
+//! halo's admin API (`[admin]`): the dashboard at `/`, `GET /api/status` (JSON), `GET /metrics`
 //! (Prometheus text), `GET /healthz`, `GET /readyz`, and changes behind a
 //! bearer token: `POST /api/pools/{pool}/servers/{server}` and
 //! `POST /api/reload`.
@@ -133,6 +133,7 @@ impl Admin {
             ready: AtomicBool::new(true),
         });
         let app = axum::Router::new()
+            .route("/", get(dashboard))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .route("/api/status", get(status))
@@ -178,6 +179,20 @@ impl Drop for Admin {
 }
 
 type SharedState = State<Arc<Shared>>;
+
+/// The dashboard: one self-contained page (no CDN) that polls /api/status.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
+}
 
 async fn readyz(State(s): SharedState) -> Response {
     if s.ready.load(Ordering::Relaxed) {

@@ -224,13 +224,14 @@ fn instructions(bound: &crate::run::Bound, dir: &std::path::Path) -> String {
         "\nhalo demo is running: two sites on loopback, east (127.0.0.2) and west (127.0.0.3).\n\
          \n  proxy   http://{proxy}/    (round robin over both sites)\n\
          \x20 DNS     {dns}   (hello.demo. -> the first healthy site, east then west)\n\
-         \x20 admin   http://{admin}/api/status    (metrics: /metrics)\n\
+         \x20 dashboard http://{admin}/    (JSON: /api/status, metrics: /metrics)\n\
          \nTry, in another terminal:\n\
          \x20 while sleep 0.5; do curl -s http://{proxy}/; done\n\
          \x20 dig @127.0.0.1 -p {dns_port} hello.demo. +short\n\
          \x20 halo status --admin http://{admin}\n\
          \x20 halo ctl drain hello/east-1 --admin http://{admin} --token-file {token}\n\
-         \nType here to fail or heal a site for real (its servers stop or start):\n\
+         \nIn the dashboard, paste the token from {token} to use its buttons.\n\
+         Type here to fail or heal a site for real (its servers stop or start):\n\
          \x20 fail east | heal east | fail west | heal west      (Ctrl-C stops the demo)\n\n",
         token = dir.join("admin.token").display()
     )

@@ -109,3 +109,20 @@ pub(crate) fn http_server(
         .spawn()
         .unwrap()
 }
+
+/// The lines of `r` (a child's stderr), read on a thread and delivered
+/// through a channel, so a test can wait for one with a deadline.
+pub(crate) fn lines_of(
+    r: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(r)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}

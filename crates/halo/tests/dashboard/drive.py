@@ -1,0 +1,69 @@
+"""Drives halo's dashboard in headless Chromium (selenium + Debian's chromium
+and chromedriver), for crates/halo/tests/dashboard.rs.
+
+argv: dashboard URL, admin token, screenshot path. Protocol on stdout/stdin
+with the Rust test: prints READY once app/s1 shows UP, then waits for a line
+(the test has stopped s1's backend), sees s1 go DOWN (red), types the token,
+clicks "drain" on app/s2, sees the state change, takes the screenshot and
+prints DONE. Any failure: a message on stderr and exit status 1.
+"""
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, token, shot = sys.argv[1], sys.argv[2], sys.argv[3]
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+          "--disable-background-networking", "--disable-component-update",
+          "--disable-sync", "--no-first-run", "--window-size=1280,900"]:
+    opts.add_argument(a)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+wait = WebDriverWait(driver, 30, poll_frequency=0.1)
+
+
+def row(server):
+    return driver.find_element(By.CSS_SELECTOR, f'tr[data-server="{server}"]')
+
+
+def attr_is(server, name, value):
+    def check(_):
+        try:
+            return row(server).get_attribute(name) == value
+        except Exception:
+            return False
+    return check
+
+
+try:
+    driver.get(url)
+    wait.until(attr_is("app/s1", "data-health", "up"))
+    print("READY", flush=True)
+    sys.stdin.readline()
+    wait.until(attr_is("app/s1", "data-health", "down"))
+    dot = row("app/s1").find_element(By.CSS_SELECTOR, ".dot")
+    assert "down" in dot.get_attribute("class"), dot.get_attribute("class")
+    colour = dot.value_of_css_property("background-color")
+    assert colour.startswith("rgba(214, 69, 69") or colour.startswith("rgb(214, 69, 69"), colour
+    field = driver.find_element(By.ID, "token")
+    field.send_keys(token)
+    driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", field)
+    row("app/s2").find_element(By.CSS_SELECTOR, 'button[data-action="drain"]').click()
+    wait.until(attr_is("app/s2", "data-admin", "drain"))
+    wait.until(lambda d: "app/s2 admin state drain" in d.find_element(By.ID, "events").text)
+    events = driver.find_element(By.ID, "events").text
+    assert "app/s1 is DOWN" in events, events
+    driver.save_screenshot(shot)
+    print("DONE", flush=True)
+except Exception as e:  # report and fail
+    print(f"dashboard test failed: {type(e).__name__}: {e}", file=sys.stderr)
+    try:
+        print(driver.page_source[:3000], file=sys.stderr)
+    except Exception:
+        pass
+    sys.exit(1)
+finally:
+    driver.quit()
