@@ -32,14 +32,16 @@ pub use status::Status;
 pub enum Command {
     /// A snapshot for `/api/status` and `/metrics`.
     Status(oneshot::Sender<Status>),
-    /// Set a server's admin state (`ready`, `drain`, `maint`).
+    /// Set a server's admin state (`ready`, `drain`, `maint`) and/or weight.
     SetServer {
         /// Pool name.
         pool: String,
         /// Server name.
         server: String,
-        /// The new state.
-        state: ServerState,
+        /// The new state, if asked.
+        state: Option<ServerState>,
+        /// The new weight (0..=256), if asked.
+        weight: Option<u16>,
         /// Who asked (the client's address), for the log.
         who: String,
         /// Ok(what changed) or Err(why not: unknown pool/server).
@@ -72,7 +74,8 @@ pub enum ServerState {
 pub struct ServerChange {
     /// New admin state.
     pub state: Option<ServerState>,
-    /// New weight (not supported yet: answered with 501).
+    /// New weight, 0..=256 (HAProxy's `set weight`); kept until a reload
+    /// changes the server or the process restarts.
     pub weight: Option<u16>,
 }
 
@@ -291,25 +294,22 @@ async fn set_server(
                 .into_response();
         }
     };
-    if change.weight.is_some() {
+    if change.weight.is_some_and(|w| w > 256) {
+        return (StatusCode::BAD_REQUEST, "weight: 0 to 256\n").into_response();
+    }
+    if change.state.is_none() && change.weight.is_none() {
         return (
-            StatusCode::NOT_IMPLEMENTED,
-            "changing a weight at run time is not supported yet; change it in the file and reload\n",
+            StatusCode::BAD_REQUEST,
+            "send {\"state\": \"ready\" | \"drain\" | \"maint\"} and/or {\"weight\": 0..256}\n",
         )
             .into_response();
     }
-    let Some(state) = change.state else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "send {\"state\": \"ready\" | \"drain\" | \"maint\"}\n",
-        )
-            .into_response();
-    };
     let (tx, rx) = oneshot::channel();
     let cmd = Command::SetServer {
         pool,
         server,
-        state,
+        state: change.state,
+        weight: change.weight,
         who: peer.to_string(),
         reply: tx,
     };

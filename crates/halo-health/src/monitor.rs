@@ -66,10 +66,15 @@ pub struct ServerHealth {
     key: ServerKey,
     up: AtomicBool,
     admin: AtomicU8,
+    /// A weight set at run time (admin API), or `NO_WEIGHT`.
+    weight: AtomicU32,
     errors: AtomicU32,
     error_limit: u32,
     wake: Notify,
 }
+
+/// `ServerHealth::weight` when no weight was set at run time.
+const NO_WEIGHT: u32 = u32::MAX;
 
 impl ServerHealth {
     /// Which server.
@@ -127,6 +132,20 @@ impl ServerHealth {
         self.admin.store(code, Ordering::Release);
         self.wake.notify_one();
     }
+
+    /// A weight set at run time (HAProxy's `set weight`), overriding the
+    /// configured one for as long as this monitor lives (a reload that keeps
+    /// the server keeps it); `None` returns to the configured weight.
+    pub fn set_weight(&self, weight: Option<u16>) {
+        self.weight
+            .store(weight.map_or(NO_WEIGHT, u32::from), Ordering::Release);
+    }
+
+    /// The weight set at run time, if any.
+    #[must_use]
+    pub fn weight(&self) -> Option<u16> {
+        u16::try_from(self.weight.load(Ordering::Acquire)).ok()
+    }
 }
 
 /// Spawns monitors and fans their transitions out to subscribers.
@@ -174,6 +193,7 @@ impl HealthHub {
             key,
             up: AtomicBool::new(machine.is_up()),
             admin: AtomicU8::new(0),
+            weight: AtomicU32::new(NO_WEIGHT),
             errors: AtomicU32::new(0),
             error_limit: passive.error_limit,
             wake: Notify::new(),

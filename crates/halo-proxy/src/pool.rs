@@ -40,6 +40,12 @@ pub struct ServerRuntime {
 }
 
 impl ServerRuntime {
+    /// Its weight now: set at run time (admin API), else configured.
+    #[must_use]
+    pub fn weight(&self) -> u16 {
+        self.health.weight().unwrap_or(self.config.weight)
+    }
+
     /// Requests or connections in flight to it now.
     #[must_use]
     pub fn in_flight(&self) -> u32 {
@@ -155,11 +161,11 @@ impl PoolRuntime {
     pub fn select(&self, client: IpAddr, tried: &[usize]) -> Pick {
         let client_hash = hash_ip(client);
         let usable = |i: usize, s: &ServerRuntime| {
-            s.health.is_serving() && s.config.weight > 0 && !tried.contains(&i)
+            s.health.is_serving() && s.weight() > 0 && !tried.contains(&i)
         };
         let candidate = |i: usize, s: &ServerRuntime| Candidate {
             index: i,
-            weight: u32::from(s.config.weight),
+            weight: u32::from(s.weight()),
             in_flight: s.in_flight(),
             id_hash: s.id_hash,
         };

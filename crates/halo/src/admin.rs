@@ -104,7 +104,10 @@ pub(crate) fn status(
                         }
                         .to_owned(),
                         admin: admin_name(h.map_or(AdminState::Ready, |h| h.admin())).to_owned(),
-                        weight: s.weight,
+                        weight: registry
+                            .health(&ServerKey::new(&p.name, &s.name))
+                            .and_then(|h| h.weight())
+                            .unwrap_or(s.weight),
                         backup: s.backup,
                         counters: counters(
                             server_counters
@@ -239,15 +242,17 @@ fn gslb_status(zone: &str, dns: &Dns, now: Instant) -> GslbStatus {
     }
 }
 
-/// Sets `pool/server`'s admin state; Err names what does not exist.
+/// Sets `pool/server`'s admin state and/or weight; Err names what does not
+/// exist.
 pub(crate) fn set_server(
     config: &Config,
     registry: &Registry,
-    pool: &str,
-    server: &str,
-    state: ServerState,
+    target: (&str, &str),
+    state: Option<ServerState>,
+    weight: Option<u16>,
     who: &str,
 ) -> Result<String, String> {
+    let (pool, server) = target;
     let Some(p) = config.pools.iter().find(|p| p.name == pool) else {
         return Err(format!("no pool named \"{pool}\""));
     };
@@ -257,13 +262,21 @@ pub(crate) fn set_server(
     let Some(h) = registry.health(&ServerKey::new(pool, server)) else {
         return Err(format!("{pool}/{server} is not monitored"));
     };
-    let admin = match state {
-        ServerState::Ready => AdminState::Ready,
-        ServerState::Drain => AdminState::Drain,
-        ServerState::Maint => AdminState::Maint,
-    };
-    h.set_admin(admin);
-    let done = format!("{pool}/{server} is now {}", admin_name(admin));
+    let mut done = Vec::new();
+    if let Some(state) = state {
+        let admin = match state {
+            ServerState::Ready => AdminState::Ready,
+            ServerState::Drain => AdminState::Drain,
+            ServerState::Maint => AdminState::Maint,
+        };
+        h.set_admin(admin);
+        done.push(format!("now {}", admin_name(admin)));
+    }
+    if let Some(w) = weight {
+        h.set_weight(Some(w));
+        done.push(format!("weight {w}"));
+    }
+    let done = format!("{pool}/{server} is {}", done.join(", "));
     tracing::info!(%who, "admin change: {done}");
     Ok(done)
 }

@@ -250,8 +250,21 @@ pub(crate) enum Ctl {
         /// POOL/SERVER.
         server: String,
     },
+    /// Set POOL/SERVER's weight (0..=256) until a reload changes the server.
+    Weight {
+        /// POOL/SERVER.
+        server: String,
+        /// The weight.
+        weight: u16,
+    },
     /// Reload the node's config file (as SIGHUP); a bad file is rejected.
     Reload,
+}
+
+fn split_server(server: &str) -> anyhow::Result<(&str, &str)> {
+    server
+        .split_once('/')
+        .with_context(|| format!("\"{server}\": write POOL/SERVER, e.g. router80/clus1-infra-0"))
 }
 
 /// `halo ctl`.
@@ -264,14 +277,21 @@ pub(crate) fn ctl(target: &Target, what: &Ctl) -> anyhow::Result<ExitCode> {
                 Ctl::Maint { .. } => "maint",
                 _ => "ready",
             };
-            let (pool, name) = server.split_once('/').with_context(|| {
-                format!("\"{server}\": write POOL/SERVER, e.g. router80/clus1-infra-0")
-            })?;
+            let (pool, name) = split_server(server)?;
             call(
                 &t,
                 Method::POST,
                 &format!("/api/pools/{pool}/servers/{name}"),
                 Some(format!("{{\"state\": \"{state}\"}}")),
+            )?
+        }
+        Ctl::Weight { server, weight } => {
+            let (pool, name) = split_server(server)?;
+            call(
+                &t,
+                Method::POST,
+                &format!("/api/pools/{pool}/servers/{name}"),
+                Some(format!("{{\"weight\": {weight}}}")),
             )?
         }
         Ctl::Reload => call(&t, Method::POST, "/api/reload", None)?,

@@ -215,15 +215,16 @@ impl Node<'_> {
                 pool,
                 server,
                 state,
+                weight,
                 who,
                 reply,
             } => {
                 let r = crate::admin::set_server(
                     &self.config,
                     &self.registry,
-                    &pool,
-                    &server,
+                    (&pool, &server),
                     state,
+                    weight,
                     &who,
                 );
                 let _ = reply.send(r);

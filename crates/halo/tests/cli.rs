@@ -349,6 +349,18 @@ fn admin_api_status_ctl_metrics_and_reload() {
     assert_eq!(text(&out.stdout), "app/s1 is now drain\n");
     logs.wait_for("admin change: app/s1 is now drain");
     assert_eq!(server(&status(), "s1", "admin"), "drain");
+    // A weight at run time (HAProxy's `set weight`), range-checked.
+    let out = run(&["ctl", "weight", "app/s1", "7"], &token);
+    assert_eq!(
+        text(&out.stdout),
+        "app/s1 is weight 7\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(status()["pools"][0]["servers"][0]["weight"], 7);
+    let out = run(&["ctl", "weight", "app/s1", "300"], &token);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("weight: 0 to 256"));
     let out = run(&["ctl", "maint", "app/nope"], &token);
     assert!(text(&out.stderr).contains("pool \"app\" has no server named \"nope\""));
 
