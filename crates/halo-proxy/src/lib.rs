@@ -61,8 +61,11 @@ pub enum ProxyError {
     /// A proxy thread could not be started.
     #[error("cannot start a proxy thread: {0}")]
     Thread(std::io::Error),
-    /// The new config changes listeners, which a reload cannot do yet.
-    #[error("the reload changes [[listener]] sections, which needs a restart in this build")]
+    /// The new config adds, removes or rebinds listeners, which a reload
+    /// cannot do yet (routes and pools can change).
+    #[error(
+        "the reload adds, removes or rebinds a [[listener]] (name, bind or protocol), which needs a restart in this build; routes, default_pool, access_log and accept_proxy can change"
+    )]
     ListenersChanged,
 }
 
@@ -394,7 +397,14 @@ impl Proxy {
     /// # Errors
     /// As [`Self::reload`].
     pub fn check_reload(&self, config: &Config) -> Result<(), ProxyError> {
-        if config.listeners == self.listeners {
+        // What the sockets are bound for: routes, pools, access_log and
+        // accept_proxy live in the snapshot and change freely.
+        let sockets = |ls: &[halo_config::Listener]| -> Vec<(String, Vec<SocketAddr>, Protocol)> {
+            ls.iter()
+                .map(|l| (l.name.clone(), l.binds.clone(), l.protocol))
+                .collect()
+        };
+        if sockets(&config.listeners) == sockets(&self.listeners) {
             Ok(())
         } else {
             Err(ProxyError::ListenersChanged)
@@ -405,10 +415,11 @@ impl Proxy {
     /// connections already open finish on the snapshot they started with.
     ///
     /// # Errors
-    /// [`ProxyError::ListenersChanged`] if the listeners differ (rebinding on
-    /// reload is not built yet); the running config stays.
+    /// [`ProxyError::ListenersChanged`] if a listener is added, removed or
+    /// rebound (not built yet); the running config stays.
     pub fn reload(&mut self, config: &Config, registry: &Registry) -> Result<(), ProxyError> {
         self.check_reload(config)?;
+        self.listeners.clone_from(&config.listeners);
         self.snapshot.store(Arc::new(Snapshot::build(
             config,
             registry,

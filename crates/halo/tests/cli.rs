@@ -585,3 +585,58 @@ fn sigterm_drains_a_request_in_flight() {
     logs.wait_for("drained: nothing in flight");
     assert!(child.wait().unwrap().success());
 }
+
+/// A reload may change where a listener sends traffic (its default pool,
+/// routes) without a restart; adding a listener still needs one, and the
+/// rejection says so.
+#[test]
+fn reload_moves_a_listener_to_another_pool_but_not_its_binds() {
+    let greeter = |word: &'static [u8]| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let _ = std::io::Write::write_all(&mut conn, word);
+            }
+        });
+        addr
+    };
+    let (a, b) = (greeter(b"from a\n"), greeter(b"from b\n"));
+    let config = |pool: &str, extra: &str| {
+        format!(
+            "[[listener]]\nname = \"front\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"{pool}\"\n\
+             [[pool]]\nname = \"pa\"\n[[pool.server]]\nname = \"a\"\naddress = \"{a}\"\n\
+             [[pool]]\nname = \"pb\"\n[[pool.server]]\nname = \"b\"\naddress = \"{b}\"\n{extra}"
+        )
+    };
+    let path = temp_config("moves.toml", &config("pa", ""));
+    let (mut child, logs) = run_halo(&path);
+    let addr: std::net::SocketAddr = addr_in(&logs.wait_for("listening")).parse().unwrap();
+    let greeting = || {
+        let conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(conn).read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(greeting(), "from a\n");
+    std::fs::write(&path, config("pb", "")).unwrap();
+    signal(&child, "-HUP");
+    logs.wait_for("reloaded:");
+    assert_eq!(greeting(), "from b\n");
+    std::fs::write(
+        &path,
+        config(
+            "pb",
+            "[[listener]]\nname = \"second\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"pa\"\n",
+        ),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    logs.wait_for("adds, removes or rebinds a [[listener]]");
+    assert_eq!(greeting(), "from b\n", "the running config stays");
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}
