@@ -210,7 +210,22 @@ impl Drop for Dns {
     }
 }
 
+/// A UDP socket and a TCP listener on the same port. With port 0 the kernel
+/// picks the UDP port, which TCP may have in use elsewhere: then another
+/// port is drawn (a few times) instead of failing.
 fn bind_pair(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let mut tries = if addr.port() == 0 { 8 } else { 1 };
+    loop {
+        match bind_pair_once(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+            other => return other,
+        }
+    }
+}
+
+fn bind_pair_once(
+    addr: SocketAddr,
+) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let udp = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
