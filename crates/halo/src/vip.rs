@@ -142,9 +142,17 @@ impl Vips {
             .filter(|(name, r)| wanted.get(name.as_str()).is_none_or(|v| **v != r.spec))
             .map(|(name, _)| name.clone())
             .collect();
+        // A changed instance's successor starts only once it has stopped:
+        // the old one removes the addresses on its way out, which must not
+        // happen after the new one, already master, has added them.
+        let mut predecessors: HashMap<String, Stopping> = HashMap::new();
         for name in gone {
             if let Some(r) = self.running.remove(&name) {
-                stop_one(r).await_later();
+                if wanted.contains_key(name.as_str()) {
+                    predecessors.insert(name, stop_one(r));
+                } else {
+                    stop_one(r).await_later();
+                }
             }
         }
         for v in &config.vips {
@@ -167,7 +175,8 @@ impl Vips {
                 self.changes.clone(),
             )
             .with_context(|| format!("[[vip]] \"{}\" on {}", v.name, v.interface))?;
-            let task = tokio::spawn(instance.run(track_rx, stop_rx));
+            let after = predecessors.remove(&v.name);
+            let task = tokio::spawn(instance.run(track_rx, stop_rx, after));
             self.running.insert(
                 v.name.clone(),
                 Running {
@@ -539,7 +548,11 @@ impl Instance {
         mut self,
         mut track: watch::Receiver<TrackState>,
         mut stop: oneshot::Receiver<()>,
+        after: Option<Stopping>,
     ) {
+        if let Some(previous) = after {
+            previous.wait().await;
+        }
         // Addresses left by a crashed run must not answer while we are backup.
         self.remove_addresses().await;
         let mut router = Router::new(Settings {
