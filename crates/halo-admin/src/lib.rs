@@ -205,26 +205,28 @@ async fn readyz(State(s): SharedState) -> Response {
     }
 }
 
-async fn snapshot(s: &Shared) -> Result<Status, Response> {
+/// Sends the main loop a command and waits for its reply; None when the
+/// loop is gone (halo is stopping).
+async fn ask<T>(s: &Shared, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
     let (tx, rx) = oneshot::channel();
-    let gone = || (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response();
-    s.commands
-        .send(Command::Status(tx))
-        .await
-        .map_err(|_| gone())?;
-    rx.await.map_err(|_| gone())
+    s.commands.send(command(tx)).await.ok()?;
+    rx.await.ok()
+}
+
+fn stopping() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response()
 }
 
 async fn status(State(s): SharedState) -> Response {
-    match snapshot(&s).await {
-        Ok(st) => Json(st).into_response(),
-        Err(r) => r,
+    match ask(&s, Command::Status).await {
+        Some(st) => Json(st).into_response(),
+        None => stopping(),
     }
 }
 
 async fn metrics_page(State(s): SharedState) -> Response {
-    match snapshot(&s).await {
-        Ok(st) => (
+    match ask(&s, Command::Status).await {
+        Some(st) => (
             [(
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -232,7 +234,7 @@ async fn metrics_page(State(s): SharedState) -> Response {
             metrics::render(&st),
         )
             .into_response(),
-        Err(r) => r,
+        None => stopping(),
     }
 }
 
@@ -304,22 +306,18 @@ async fn set_server(
         )
             .into_response();
     }
-    let (tx, rx) = oneshot::channel();
-    let cmd = Command::SetServer {
+    let answer = ask(&s, |reply| Command::SetServer {
         pool,
         server,
         state: change.state,
         weight: change.weight,
         who: peer.to_string(),
-        reply: tx,
-    };
-    if s.commands.send(cmd).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response();
-    }
-    match rx.await {
-        Ok(Ok(done)) => (StatusCode::OK, format!("{done}\n")).into_response(),
-        Ok(Err(why)) => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response(),
+        reply,
+    });
+    match answer.await {
+        Some(Ok(done)) => (StatusCode::OK, format!("{done}\n")).into_response(),
+        Some(Err(why)) => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+        None => stopping(),
     }
 }
 
@@ -332,21 +330,17 @@ async fn reload(
         tracing::warn!(from = %peer, "admin reload refused (no valid token)");
         return r;
     }
-    let (tx, rx) = oneshot::channel();
-    let cmd = Command::Reload {
+    let answer = ask(&s, |reply| Command::Reload {
         who: peer.to_string(),
-        reply: tx,
-    };
-    if s.commands.send(cmd).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response();
-    }
-    match rx.await {
-        Ok(Ok(summary)) => (StatusCode::OK, format!("reloaded: {summary}\n")).into_response(),
-        Ok(Err(why)) => (
+        reply,
+    });
+    match answer.await {
+        Some(Ok(summary)) => (StatusCode::OK, format!("reloaded: {summary}\n")).into_response(),
+        Some(Err(why)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("reload rejected, the running config stays:\n{why}\n"),
         )
             .into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "halo is stopping\n").into_response(),
+        None => stopping(),
     }
 }

@@ -79,6 +79,17 @@ pub struct Listener {
     pub routes: Vec<Route>,
 }
 
+impl Listener {
+    /// Every pool it can send to: the default pool, then each route's (a
+    /// pool named twice comes twice).
+    pub fn pools(&self) -> impl Iterator<Item = &str> {
+        self.default_pool
+            .iter()
+            .chain(self.routes.iter().map(|r| &r.pool))
+            .map(String::as_str)
+    }
+}
+
 /// `listener.protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

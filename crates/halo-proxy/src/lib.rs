@@ -121,11 +121,7 @@ impl Snapshot {
             .listeners
             .iter()
             .map(|l| {
-                let reachable = l
-                    .default_pool
-                    .iter()
-                    .chain(l.routes.iter().map(|r| &r.pool))
-                    .filter_map(|p| pools.get(p));
+                let reachable = l.pools().filter_map(|p| pools.get(p));
                 let shortest = reachable
                     .map(|p| (p.config.timeouts.request_header, p.config.timeouts.client))
                     .reduce(|(h, c), (h2, c2)| (h.min(h2), c.min(c2)));

@@ -74,12 +74,7 @@ pub(crate) fn status(
                 .filter(|(n, _)| *n == l.name)
                 .map(|(_, a)| a.to_string())
                 .collect(),
-            pools: l
-                .default_pool
-                .iter()
-                .chain(l.routes.iter().map(|r| &r.pool))
-                .cloned()
-                .collect(),
+            pools: l.pools().map(str::to_owned).collect(),
             counters: counters(listener_counters.get(&l.name).copied().unwrap_or_default()),
         })
         .collect();

@@ -11,7 +11,6 @@
 //! The config is generated into a temporary folder (with a token) and run by
 //! the same code as `halo run`, so `halo status` / `halo ctl -c` work on it.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -251,9 +250,9 @@ async fn stdin_commands(hellos: Arc<tokio::sync::Mutex<Vec<Hello>>>) {
             }
         };
         let mut hellos = hellos.lock().await;
-        let mut found: HashMap<&str, usize> = HashMap::new();
+        let mut found = false;
         for h in hellos.iter_mut().filter(|h| h.site == site) {
-            *found.entry(h.site).or_default() += 1;
+            found = true;
             match verb {
                 "fail" => h.down(),
                 "heal" => {
@@ -264,8 +263,8 @@ async fn stdin_commands(hellos: Arc<tokio::sync::Mutex<Vec<Hello>>>) {
                 _ => {}
             }
         }
-        match (verb, found.is_empty()) {
-            ("fail" | "heal", false) => tracing::info!(
+        match (verb, found) {
+            ("fail" | "heal", true) => tracing::info!(
                 "demo: site {site} {}",
                 if verb == "fail" {
                     "failed: its servers are down"

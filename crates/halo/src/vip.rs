@@ -111,9 +111,6 @@ impl Vips {
             groups,
             tracker: None,
         };
-        if !config.vips.is_empty() {
-            vips.addresses = Some(Addresses::open().context("netlink")?);
-        }
         vips.apply(config, registry)?;
         Ok(vips)
     }
@@ -428,12 +425,8 @@ fn listener_servers(config: &Config, listener: &str) -> Vec<ServerKey> {
     let Some(l) = config.listeners.iter().find(|l| l.name == listener) else {
         return Vec::new();
     };
-    let pools = l
-        .default_pool
-        .iter()
-        .chain(l.routes.iter().map(|r| &r.pool));
-    pools
-        .filter_map(|p| config.pools.iter().find(|x| &x.name == p))
+    l.pools()
+        .filter_map(|p| config.pools.iter().find(|x| x.name == p))
         .flat_map(|p| p.servers.iter().map(|s| ServerKey::new(&p.name, &s.name)))
         .collect()
 }
@@ -461,6 +454,8 @@ struct Instance {
     blocked: bool,
     /// Whether the last send failed (logged once per failing spell).
     send_failing: bool,
+    /// The advertisement being sent, reused.
+    out: Vec<u8>,
 }
 
 impl Instance {
@@ -541,6 +536,7 @@ impl Instance {
             // So the removal at start also clears a crashed run's drop rule.
             blocked: !vip_accept,
             send_failing: false,
+            out: Vec::with_capacity(64),
         })
     }
 
@@ -635,7 +631,7 @@ impl Instance {
         self.remove_addresses().await;
         let c = &self.counters;
         let n = |x: &AtomicU64| x.load(Ordering::Relaxed);
-        // Until the admin API serves them (issue 6), the counters are logged.
+        // The admin API serves them while it runs; the last word is logged.
         tracing::info!(
             vip = %self.vip.name,
             received = n(&c.received),
@@ -671,7 +667,7 @@ impl Instance {
     /// The checks of RFC 9568 §7.1 that the codec cannot do; a packet that
     /// passes becomes an input.
     fn accept(&mut self, buf: &[u8], rx: &halo_net::Received) -> Option<Input> {
-        let c = Arc::clone(&self.counters);
+        let c = &self.counters;
         c.received.fetch_add(1, Ordering::Relaxed);
         let (name, warned) = (&self.vip.name, &mut self.warned);
         // Every drop is counted; the first of each kind is a warning (a
@@ -789,12 +785,11 @@ impl Instance {
 
     async fn send(&mut self, priority: u8) {
         self.advert.priority = priority;
-        let mut out = Vec::with_capacity(64);
         for i in 0..self.destinations.len() {
             let dst = self.destinations[i];
             // The pseudo-header checksum covers the destination: per peer.
-            packet::encode(&self.advert, self.source, dst, self.form, &mut out);
-            match self.socket.send(&out, self.source, dst).await {
+            packet::encode(&self.advert, self.source, dst, self.form, &mut self.out);
+            match self.socket.send(&self.out, self.source, dst).await {
                 Ok(()) => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                     if std::mem::replace(&mut self.send_failing, false) {
