@@ -61,12 +61,6 @@ pub enum ProxyError {
     /// A proxy thread could not be started.
     #[error("cannot start a proxy thread: {0}")]
     Thread(std::io::Error),
-    /// The new config adds, removes or rebinds listeners, which a reload
-    /// cannot do yet (routes and pools can change).
-    #[error(
-        "the reload adds, removes or rebinds a [[listener]] (name, bind or protocol), which needs a restart in this build; routes, default_pool, access_log and accept_proxy can change"
-    )]
-    ListenersChanged,
 }
 
 /// The immutable view a request or connection works with.
@@ -78,6 +72,8 @@ pub(crate) struct Snapshot {
 /// One listener's part of a [`Snapshot`].
 #[derive(Debug)]
 pub(crate) struct ListenerRuntime {
+    /// Which handler a new connection gets.
+    pub(crate) protocol: Protocol,
     pub(crate) router: Router,
     pub(crate) access_log: bool,
     pub(crate) accept_proxy: bool,
@@ -131,6 +127,7 @@ impl Snapshot {
                     std::time::Duration::from_secs(30),
                 ));
                 let runtime = ListenerRuntime {
+                    protocol: l.protocol,
                     router: Router::build(l, &pools),
                     access_log: l.access_log,
                     accept_proxy: l.accept_proxy,
@@ -153,103 +150,167 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    listeners: Vec<halo_config::Listener>,
-    bound: Vec<(String, SocketAddr)>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Every listening address: which listener, as configured, and as bound
+    /// (port 0 resolved). A reload keeps the sockets of the pairs it keeps.
+    sockets: Vec<(SocketKey, SocketAddr)>,
+    /// One per proxy thread, or one task on the caller's runtime.
     workers: Vec<Worker>,
     stats: Arc<Stats>,
     seed: u64,
 }
 
-/// One bound copy of a listener's address.
+/// What a listening socket is for: a listener name and one of its binds as
+/// written. (With the name in it, two listeners may both bind port 0.)
+type SocketKey = (Arc<str>, SocketAddr);
+
+/// One bound copy of a listener's address, on its way to a worker.
 #[derive(Debug)]
 struct Bound {
     socket: std::net::TcpListener,
-    addr: SocketAddr,
-    name: Arc<str>,
-    protocol: Protocol,
+    key: SocketKey,
 }
 
-fn serve_listener(
-    listener: TcpListener,
-    name: Arc<str>,
-    protocol: Protocol,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-) -> JoinHandle<()> {
-    if protocol == Protocol::Tcp {
-        tokio::spawn(accept_loop(listener, name, snapshot, tcp::handle))
-    } else {
-        tokio::spawn(accept_loop(listener, name, snapshot, http::serve))
+/// A reload that has bound what it adds and can no longer fail: from
+/// [`Proxy::prepare_reload`], for [`Proxy::apply_reload`]. Dropping it
+/// instead closes the new sockets and changes nothing.
+#[derive(Debug)]
+pub struct PreparedReload {
+    /// Per worker, its copies of the new sockets.
+    added: Vec<Vec<Bound>>,
+    added_addrs: Vec<(SocketKey, SocketAddr)>,
+    removed: Vec<SocketKey>,
+}
+
+/// What a worker is told after it starts.
+#[derive(Debug)]
+enum WorkerCommand {
+    /// Accept on these too.
+    Serve(Vec<Bound>),
+    /// Close these listening sockets (their connections go on).
+    Close(Vec<SocketKey>),
+    /// Close every listening socket: the drain before a stop.
+    Quiet,
+}
+
+/// A proxy thread (a single-threaded tokio runtime) or a task on the
+/// caller's runtime, accepting on its own copies of the listening sockets.
+/// Dropping it stops it: a thread ends every connection it serves, a task
+/// only stops accepting.
+#[derive(Debug)]
+struct Worker {
+    commands: Option<tokio::sync::mpsc::UnboundedSender<WorkerCommand>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The accept tasks of one worker, by socket; dropping it (the worker's
+/// end) closes every listening socket.
+#[derive(Default)]
+struct AcceptTasks(HashMap<SocketKey, JoinHandle<()>>);
+
+impl AcceptTasks {
+    fn serve(&mut self, bound: Vec<Bound>, snapshot: &Arc<ArcSwap<Snapshot>>) {
+        for b in bound {
+            match TcpListener::from_std(b.socket) {
+                Ok(l) => {
+                    let task =
+                        tokio::spawn(accept_loop(l, Arc::clone(&b.key.0), Arc::clone(snapshot)));
+                    if let Some(old) = self.0.insert(b.key, task) {
+                        old.abort();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(listener = %b.key.0, addr = %b.key.1, error = %e, "cannot serve");
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, keys: &[SocketKey]) {
+        for k in keys {
+            if let Some(task) = self.0.remove(k) {
+                task.abort();
+            }
+        }
     }
 }
 
-/// A proxy thread: a single-threaded tokio runtime serving its own copies of
-/// the listeners until stopped.
-#[derive(Debug)]
-struct Worker {
-    /// Stop accepting (the connections go on).
-    quiet: Option<tokio::sync::oneshot::Sender<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+impl Drop for AcceptTasks {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
+/// A worker's life: accept on what it is given until its [`Worker`] is dropped.
+async fn work(
+    bound: Vec<Bound>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<WorkerCommand>,
+) {
+    let mut accepts = AcceptTasks::default();
+    accepts.serve(bound, &snapshot);
+    while let Some(cmd) = commands.recv().await {
+        match cmd {
+            WorkerCommand::Serve(bound) => accepts.serve(bound, &snapshot),
+            WorkerCommand::Close(keys) => accepts.close(&keys),
+            WorkerCommand::Quiet => {
+                for (_, task) in accepts.0.drain() {
+                    task.abort();
+                }
+            }
+        }
+    }
 }
 
 impl Worker {
-    fn start(
+    /// A thread of its own, like HAProxy's `nbthread`.
+    fn thread(
         index: usize,
-        sockets: Vec<Bound>,
+        bound: Vec<Bound>,
         snapshot: Arc<ArcSwap<Snapshot>>,
     ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (quiet, quieted) = tokio::sync::oneshot::channel::<()>();
+        let (commands, rx) = tokio::sync::mpsc::unbounded_channel();
+        // Runs until the Worker is dropped; dropping the runtime then ends
+        // every connection task of this thread.
         let thread = std::thread::Builder::new()
             .name(format!("halo-proxy-{index}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let mut accepts = Vec::new();
-                    for b in sockets {
-                        match TcpListener::from_std(b.socket) {
-                            Ok(l) => {
-                                accepts.push(serve_listener(
-                                    l,
-                                    b.name,
-                                    b.protocol,
-                                    Arc::clone(&snapshot),
-                                ));
-                            }
-                            Err(e) => {
-                                tracing::error!(listener = %b.name, error = %e, "cannot serve");
-                            }
-                        }
-                    }
-                    // Runs until the Proxy is dropped; dropping the runtime
-                    // then ends every connection task of this thread. Before
-                    // that, a drain closes the listening sockets (the accept
-                    // tasks own them) while connections go on.
-                    tokio::select! {
-                        _ = quieted => {
-                            for a in &accepts {
-                                a.abort();
-                            }
-                            let _ = (&mut stopped).await;
-                        }
-                        _ = &mut stopped => {}
-                    }
-                });
-            })?;
+            .spawn(move || runtime.block_on(work(bound, snapshot, rx)))?;
         Ok(Self {
-            quiet: Some(quiet),
-            stop: Some(stop),
+            commands: Some(commands),
             thread: Some(thread),
+            task: None,
         })
+    }
+
+    /// A task on the caller's runtime.
+    fn task(bound: Vec<Bound>, snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+        let (commands, rx) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            commands: Some(commands),
+            thread: None,
+            task: Some(tokio::spawn(work(bound, snapshot, rx))),
+        }
+    }
+
+    fn tell(&self, cmd: WorkerCommand) {
+        if let Some(c) = &self.commands {
+            // A worker that is gone has nothing left to serve or close.
+            let _ = c.send(cmd);
+        }
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.commands.take());
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -304,16 +365,36 @@ impl Proxy {
         )));
         let mut proxy = Self {
             snapshot,
-            listeners: config.listeners.clone(),
-            bound: Vec::new(),
-            tasks: Vec::new(),
+            sockets: Vec::new(),
             workers: Vec::new(),
             stats,
             seed,
         };
-        // Per worker thread (or the caller's runtime): its sockets.
-        let copies = threads.unwrap_or(1);
-        let mut sockets: Vec<Vec<Bound>> = (0..copies).map(|_| Vec::new()).collect();
+        let PreparedReload {
+            added, added_addrs, ..
+        } = proxy.bind_new(config, threads.unwrap_or(1))?;
+        log_listening(&added_addrs, config, threads.unwrap_or(1));
+        proxy.sockets = added_addrs;
+        for (i, bound) in added.into_iter().enumerate() {
+            let worker = match threads {
+                None => Worker::task(bound, Arc::clone(&proxy.snapshot)),
+                Some(_) => Worker::thread(i, bound, Arc::clone(&proxy.snapshot))
+                    .map_err(ProxyError::Thread)?,
+            };
+            proxy.workers.push(worker);
+        }
+        Ok(proxy)
+    }
+
+    /// Binds, `copies` times each, the addresses of `config` this proxy does
+    /// not listen on yet; lists those it listens on that `config` drops.
+    fn bind_new(&self, config: &Config, copies: usize) -> Result<PreparedReload, ProxyError> {
+        let mut prepared = PreparedReload {
+            added: (0..copies).map(|_| Vec::new()).collect(),
+            added_addrs: Vec::new(),
+            removed: Vec::new(),
+        };
+        let mut wanted = Vec::new();
         for l in &config.listeners {
             if !matches!(l.protocol, Protocol::Tcp | Protocol::Http) {
                 return Err(ProxyError::Unsupported {
@@ -323,57 +404,40 @@ impl Proxy {
             }
             let name: Arc<str> = l.name.as_str().into();
             for &addr in &l.binds {
+                let key = (Arc::clone(&name), addr);
+                wanted.push(key.clone());
+                if self.sockets.iter().any(|(k, _)| *k == key) {
+                    continue;
+                }
                 let err = |source| ProxyError::Bind {
                     listener: l.name.clone(),
                     addr,
                     source,
                 };
-                let first = bind(addr, threads.is_some()).map_err(err)?;
+                let first = bind(addr).map_err(err)?;
                 // Port 0: the other copies join the port the first one got.
                 let local = first.local_addr().unwrap_or(addr);
-                tracing::info!(listener = %l.name, addr = %local, protocol = l.protocol.as_str(), threads = copies, "listening");
-                proxy.bound.push((l.name.clone(), local));
+                prepared.added_addrs.push((key.clone(), local));
                 let mut socket = Some(first);
-                for worker in &mut sockets {
+                for worker in &mut prepared.added {
                     let socket = match socket.take() {
                         Some(s) => s,
-                        None => bind(local, true).map_err(err)?,
+                        None => bind(local).map_err(err)?,
                     };
                     worker.push(Bound {
                         socket,
-                        addr: local,
-                        name: Arc::clone(&name),
-                        protocol: l.protocol,
+                        key: key.clone(),
                     });
                 }
             }
         }
-        match threads {
-            None => {
-                for b in sockets.into_iter().flatten() {
-                    let listener =
-                        TcpListener::from_std(b.socket).map_err(|source| ProxyError::Bind {
-                            listener: b.name.to_string(),
-                            addr: b.addr,
-                            source,
-                        })?;
-                    proxy.tasks.push(serve_listener(
-                        listener,
-                        b.name,
-                        b.protocol,
-                        Arc::clone(&proxy.snapshot),
-                    ));
-                }
-            }
-            Some(_) => {
-                for (i, bound) in sockets.into_iter().enumerate() {
-                    let worker = Worker::start(i, bound, Arc::clone(&proxy.snapshot))
-                        .map_err(ProxyError::Thread)?;
-                    proxy.workers.push(worker);
-                }
-            }
-        }
-        Ok(proxy)
+        prepared.removed = self
+            .sockets
+            .iter()
+            .filter(|(k, _)| !wanted.contains(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok(prepared)
     }
 
     /// Counters of every listener, pool and server (kept across reloads).
@@ -384,38 +448,34 @@ impl Proxy {
 
     /// The addresses actually bound (port 0 resolved), by listener name.
     #[must_use]
-    pub fn bound(&self) -> &[(String, SocketAddr)] {
-        &self.bound
+    pub fn bound(&self) -> Vec<(String, SocketAddr)> {
+        self.sockets
+            .iter()
+            .map(|((name, _), local)| (name.to_string(), *local))
+            .collect()
     }
 
-    /// Whether [`Self::reload`] would accept `config`; asks before anything changes.
+    /// The first half of a reload: binds the addresses `config` adds, so
+    /// that a port in use or a protocol not built refuses the reload before
+    /// anything changes (here or in the other tiers).
     ///
     /// # Errors
-    /// As [`Self::reload`].
-    pub fn check_reload(&self, config: &Config) -> Result<(), ProxyError> {
-        // What the sockets are bound for: routes, pools, access_log and
-        // accept_proxy live in the snapshot and change freely.
-        let sockets = |ls: &[halo_config::Listener]| -> Vec<(String, Vec<SocketAddr>, Protocol)> {
-            ls.iter()
-                .map(|l| (l.name.clone(), l.binds.clone(), l.protocol))
-                .collect()
-        };
-        if sockets(&config.listeners) == sockets(&self.listeners) {
-            Ok(())
-        } else {
-            Err(ProxyError::ListenersChanged)
-        }
+    /// An address that cannot be bound, or a protocol not built yet.
+    pub fn prepare_reload(&self, config: &Config) -> Result<PreparedReload, ProxyError> {
+        self.bind_new(config, self.workers.len())
     }
 
-    /// Takes a new config: pools and servers change for new connections at once;
-    /// connections already open finish on the snapshot they started with.
-    ///
-    /// # Errors
-    /// [`ProxyError::ListenersChanged`] if a listener is added, removed or
-    /// rebound (not built yet); the running config stays.
-    pub fn reload(&mut self, config: &Config, registry: &Registry) -> Result<(), ProxyError> {
-        self.check_reload(config)?;
-        self.listeners.clone_from(&config.listeners);
+    /// The second half: pools, routes and listeners change for new
+    /// connections at once; new addresses start accepting, removed ones stop
+    /// (their connections finish, on the snapshot they started with).
+    /// Addresses kept keep their sockets: nothing is refused meanwhile.
+    pub fn apply_reload(&mut self, prepared: PreparedReload, config: &Config, registry: &Registry) {
+        let PreparedReload {
+            added,
+            added_addrs,
+            removed,
+        } = prepared;
+        // The snapshot first: a new socket's first connection finds its listener.
         self.snapshot.store(Arc::new(Snapshot::build(
             config,
             registry,
@@ -423,6 +483,31 @@ impl Proxy {
             self.seed,
             false,
         )));
+        log_listening(&added_addrs, config, self.workers.len());
+        for (worker, bound) in self.workers.iter().zip(added) {
+            if !bound.is_empty() {
+                worker.tell(WorkerCommand::Serve(bound));
+            }
+        }
+        if !removed.is_empty() {
+            for (name, addr) in &removed {
+                tracing::info!(listener = %name, %addr, "closing: the reload removed it");
+            }
+            for worker in &self.workers {
+                worker.tell(WorkerCommand::Close(removed.clone()));
+            }
+        }
+        self.sockets.retain(|(k, _)| !removed.contains(k));
+        self.sockets.extend(added_addrs);
+    }
+
+    /// [`Self::prepare_reload`] then [`Self::apply_reload`].
+    ///
+    /// # Errors
+    /// As [`Self::prepare_reload`]; the running config stays.
+    pub fn reload(&mut self, config: &Config, registry: &Registry) -> Result<(), ProxyError> {
+        let prepared = self.prepare_reload(config)?;
+        self.apply_reload(prepared, config, registry);
         Ok(())
     }
 }
@@ -434,13 +519,8 @@ impl Proxy {
     /// afterwards ends what is left (idle keep-alive connections, and
     /// whatever outlived the grace). Returns what was still in flight.
     pub async fn drain(&mut self, grace: std::time::Duration) -> u64 {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for w in &mut self.workers {
-            if let Some(q) = w.quiet.take() {
-                let _ = q.send(());
-            }
+        for w in &self.workers {
+            w.tell(WorkerCommand::Quiet);
         }
         let in_flight =
             |stats: &Stats| -> u64 { stats.servers().iter().map(|(_, c)| c.active).sum() };
@@ -456,11 +536,14 @@ impl Proxy {
     }
 }
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+fn log_listening(added: &[(SocketKey, SocketAddr)], config: &Config, threads: usize) {
+    for (key, local) in added {
+        let protocol = config
+            .listeners
+            .iter()
+            .find(|l| *l.name == *key.0)
+            .map_or("?", |l| l.protocol.as_str());
+        tracing::info!(listener = %key.0, addr = %local, protocol, threads, "listening");
     }
 }
 
@@ -495,26 +578,28 @@ async fn client_addresses(
     }
 }
 
-/// Accepts connections for ever, each served by `handle` in its own task.
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    name: Arc<str>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    handle: F,
-) where
-    F: Fn(TcpStream, SocketAddr, Arc<str>, Arc<ArcSwap<Snapshot>>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+/// Accepts connections for ever, each served in its own task by the
+/// protocol its listener has in the current snapshot (a reload may change
+/// it and keep the socket).
+async fn accept_loop(listener: TcpListener, name: Arc<str>, snapshot: Arc<ArcSwap<Snapshot>>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle(
-                    stream,
-                    peer,
-                    Arc::clone(&name),
-                    Arc::clone(&snapshot),
-                ));
+                let protocol = snapshot.load().listener(&name).map(|l| l.protocol);
+                let (name, snapshot) = (Arc::clone(&name), Arc::clone(&snapshot));
+                match protocol {
+                    Some(Protocol::Tcp) => {
+                        tokio::spawn(tcp::handle(stream, peer, name, snapshot));
+                    }
+                    Some(Protocol::Http) => {
+                        tokio::spawn(http::serve(stream, peer, name, snapshot));
+                    }
+                    // Removed by a reload whose close has not reached this
+                    // task yet, or (not reachable: refused at bind) a
+                    // protocol not built.
+                    _ => drop(stream),
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: keep serving what we can.
@@ -526,9 +611,10 @@ async fn accept_loop<F, Fut>(
 }
 
 /// A listening socket with a deep backlog; IPv6 sockets are IPv6-only so
-/// `[::]:80` and `0.0.0.0:80` can both be bound. `reuse_port` lets each proxy
-/// thread bind its own copy.
-fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+/// `[::]:80` and `0.0.0.0:80` can both be bound. `SO_REUSEPORT` always: each
+/// proxy thread binds its own copy, and a reload that moves an address to
+/// another listener binds it before the old socket closes (as HAProxy does).
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -538,9 +624,7 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpList
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;

@@ -1551,3 +1551,105 @@ async fn a_server_given_by_name_is_resolved_and_reached() {
         assert_eq!((status, who(&body)), (StatusCode::OK, "a"));
     }
 }
+
+/// A reload adds a listener (it serves at once), removes one (its socket
+/// closes; a keep-alive connection on it gets its next request answered on
+/// the old routes, with `connection: close`), changes a listener's protocol
+/// on the same socket, and a bind that fails refuses the whole reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_removes_and_reprotocols_listeners() {
+    let (a, _ta) = backend("a").await;
+    let (b, _tb) = backend("b").await;
+    let pools = format!(
+        "{}{}",
+        pool("pa", "", &[("a", a, "")]),
+        pool("pb", "", &[("b", b, "")])
+    );
+    let listener = |name: &str, protocol: &str, pool: &str| {
+        format!(
+            "[[listener]]\nname = \"{name}\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"{protocol}\"\ndefault_pool = \"{pool}\"\n"
+        )
+    };
+    let parse = |toml: &str| halo_config::parse(std::path::Path::new("test.toml"), toml).unwrap();
+    let first = format!("{}{pools}", listener("one", "http", "pa"));
+    let mut run = Running::start(&first).await;
+    let one = run.addr();
+    let get = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut kept = TcpStream::connect(one).await.unwrap();
+    kept.write_all(get).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, body) = read_response(&mut kept, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(who(&String::from_utf8_lossy(&body)), "a");
+
+    // Add "two" (to pb).
+    let second = format!(
+        "{}{}{pools}",
+        listener("one", "http", "pa"),
+        listener("two", "http", "pb")
+    );
+    run.registry.apply(&parse(&second));
+    run.proxy.reload(&parse(&second), &run.registry).unwrap();
+    let bound = run.proxy.bound();
+    assert_eq!(bound.len(), 2, "{bound:?}");
+    assert_eq!(bound[0], ("one".to_owned(), one), "one keeps its socket");
+    let two = bound[1].1;
+    assert!(
+        raw(two, b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .contains("\r\n\r\nb\n")
+    );
+
+    // A bind that fails (the port is held by a socket without
+    // SO_REUSEPORT) refuses the reload: nothing changes.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let blocked = format!(
+        "{second}[[listener]]\nname = \"three\"\nbind = [\"{}\"]\nprotocol = \"http\"\ndefault_pool = \"pa\"\n",
+        taken.local_addr().unwrap()
+    );
+    let err = run
+        .proxy
+        .reload(&parse(&blocked), &run.registry)
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot bind"), "{err}");
+    assert_eq!(run.proxy.bound().len(), 2);
+
+    // Remove "one": its socket closes, "two" goes on, and the connection
+    // kept alive on "one" is answered once more, then closed.
+    let third = format!("{}{pools}", listener("two", "http", "pb"));
+    run.registry.apply(&parse(&third));
+    run.proxy.reload(&parse(&third), &run.registry).unwrap();
+    timeout(DEADLINE, async {
+        while TcpStream::connect(one).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the removed listener still accepts");
+    kept.write_all(get).await.unwrap();
+    let (head, body) = read_response(&mut kept, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(
+        who(&String::from_utf8_lossy(&body)),
+        "a",
+        "served on its first routes"
+    );
+    assert!(!fill(&mut kept, &mut buf).await, "closed after it");
+    let answer = raw(two, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(answer.contains("\r\n\r\nb\n"), "{answer}");
+    assert!(answer.contains("x-forwarded-for"), "http mode: {answer}");
+
+    // "two" becomes a tcp listener on the same socket.
+    let fourth = format!("{}{pools}", listener("two", "tcp", "pb"));
+    run.proxy.reload(&parse(&fourth), &run.registry).unwrap();
+    assert_eq!(run.proxy.bound(), vec![("two".to_owned(), two)]);
+    // In tcp mode the bytes reach the backend as they are: no
+    // X-Forwarded-For added (the backend echoes the headers it got).
+    let answer = raw(two, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(answer.contains("\r\n\r\nb\n"), "{answer}");
+    assert!(!answer.contains("x-forwarded-for"), "{answer}");
+}

@@ -272,18 +272,17 @@ impl Node<'_> {
             )),
             _ => Ok(()),
         };
-        let token = refuse_unsupported(&config)
-            .and_then(|()| self.proxy.check_reload(&config).map_err(Into::into))
+        let (token, proxy) = refuse_unsupported(&config)
             .and_then(|()| dns_ok())
             .and_then(|()| crate::vip::Vips::check_reload(&config))
             .and_then(|()| admin_ok())
             .and_then(|()| crate::admin::read_token(&config))
+            // Last: it binds the listeners' new addresses (closed again if
+            // the reload is refused).
+            .and_then(|token| Ok((token, self.proxy.prepare_reload(&config)?)))
             .map_err(|e| format!("{e:#}"))?;
         self.registry.apply(&config);
-        if let Err(e) = self.proxy.reload(&config, &self.registry) {
-            // check_reload said yes, so this is not expected; say so loudly.
-            tracing::error!("proxy reload failed after the health engine took the new config: {e}");
-        }
+        self.proxy.apply_reload(proxy, &config, &self.registry);
         if let Some(d) = &mut self.dns {
             if let Err(e) = d.reload(&config, &self.registry) {
                 tracing::error!(

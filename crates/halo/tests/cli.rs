@@ -587,10 +587,10 @@ fn sigterm_drains_a_request_in_flight() {
 }
 
 /// A reload may change where a listener sends traffic (its default pool,
-/// routes) without a restart; adding a listener still needs one, and the
-/// rejection says so.
+/// routes), add a listener (bound before anything else changes: a port in
+/// use refuses the reload) and remove one, without a restart.
 #[test]
-fn reload_moves_a_listener_to_another_pool_but_not_its_binds() {
+fn reload_moves_adds_and_removes_listeners() {
     let greeter = |word: &'static [u8]| {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
@@ -613,14 +613,15 @@ fn reload_moves_a_listener_to_another_pool_but_not_its_binds() {
     let path = temp_config("moves.toml", &config("pa", ""));
     let (mut child, logs) = run_halo(&path);
     let addr: std::net::SocketAddr = addr_in(&logs.wait_for("listening")).parse().unwrap();
-    let greeting = || {
-        let conn = std::net::TcpStream::connect(addr).unwrap();
+    let greeting_at = |at: std::net::SocketAddr| {
+        let conn = std::net::TcpStream::connect(at).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let mut line = String::new();
         BufReader::new(conn).read_line(&mut line).unwrap();
         line
     };
+    let greeting = || greeting_at(addr);
     assert_eq!(greeting(), "from a\n");
     std::fs::write(&path, config("pb", "")).unwrap();
     signal(&child, "-HUP");
@@ -635,8 +636,46 @@ fn reload_moves_a_listener_to_another_pool_but_not_its_binds() {
     )
     .unwrap();
     signal(&child, "-HUP");
-    logs.wait_for("adds, removes or rebinds a [[listener]]");
-    assert_eq!(greeting(), "from b\n", "the running config stays");
+    let second: std::net::SocketAddr = addr_in(&logs.wait_for("listener=second")).parse().unwrap();
+    logs.wait_for("reloaded:");
+    assert_eq!(greeting_at(second), "from a\n");
+    assert_eq!(greeting_at(addr), "from b\n");
+    // A third listener on a port held elsewhere: the reload is refused
+    // and both listeners go on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let with_second = |first: &str| {
+        config(
+            "pb",
+            &format!(
+                "[[listener]]\nname = \"second\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"pa\"\n{first}"
+            ),
+        )
+    };
+    std::fs::write(
+        &path,
+        with_second(&format!(
+            "[[listener]]\nname = \"third\"\nbind = [\"{}\"]\nprotocol = \"tcp\"\ndefault_pool = \"pa\"\n",
+            taken.local_addr().unwrap()
+        )),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    logs.wait_for("reload rejected");
+    assert_eq!(greeting_at(second), "from a\n", "the running config stays");
+    assert_eq!(greeting_at(addr), "from b\n");
+    // Without "front": its port closes, "second" goes on.
+    let only_second = with_second("").replace(
+        "[[listener]]\nname = \"front\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"pb\"\n",
+        "",
+    );
+    assert!(!only_second.contains("front"), "{only_second}");
+    std::fs::write(&path, only_second).unwrap();
+    signal(&child, "-HUP");
+    logs.wait_for("reloaded:");
+    poll("the removed listener to close", || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
+    assert_eq!(greeting_at(second), "from a\n");
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }

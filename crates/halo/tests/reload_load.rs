@@ -1,6 +1,7 @@
 //! Hitless reload: 100 reloads, alternating two configs, while wrk keeps
 //! 20 connections busy through the proxy. Not one request may fail: the
-//! listener keeps its socket, requests in flight finish on the snapshot they
+//! listener keeps its socket (while a second listener is bound and closed
+//! at every other reload), requests in flight finish on the snapshot they
 //! started with, and the server that stays keeps its health.
 //!
 //! Needs wrk (scripts/test installs it). Outside CI a missing wrk skips the
@@ -67,7 +68,8 @@ fn a_hundred_reloads_under_load_fail_no_request() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("halo.toml");
     // Two configs: the pool with server a alone, and with a and b (b weighted
-    // 2); the listener is the same in both.
+    // 2) and a second listener; "web", under load, is the same in both, so
+    // every other reload binds a listener and the next one closes it.
     let config = |with_b: bool| {
         let mut c = format!(
             "[node]\nname = \"r\"\nthreads = 1\n[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\n\
@@ -75,7 +77,10 @@ fn a_hundred_reloads_under_load_fail_no_request() {
              [[pool.server]]\nname = \"a\"\naddress = \"{a}\"\n"
         );
         if with_b {
-            c += &format!("[[pool.server]]\nname = \"b\"\naddress = \"{b}\"\nweight = 2\n");
+            c += &format!(
+                "[[pool.server]]\nname = \"b\"\naddress = \"{b}\"\nweight = 2\n\
+                 [[listener]]\nname = \"extra\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"p\"\n"
+            );
         }
         c
     };

@@ -59,8 +59,10 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     let host_str = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    // (A retired listener's h2 connection goes on until the client or the
+    // idle limit closes it: its streams are served on the first snapshot.)
     let (pool, log) = match route(&ctx, host_str, req.uri().path(), req.method(), started) {
-        Ok(routed) => routed,
+        Ok(routed) => (routed.pool, routed.log),
         Err(reply) => return Ok(generated(reply)),
     };
     let (parts, incoming) = req.into_parts();

@@ -50,6 +50,9 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 struct ConnCtx {
     listener: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The snapshot of the connection's accept: if a reload removes the
+    /// listener, its open connections finish their requests on it.
+    accepted: Arc<Snapshot>,
     client: SocketAddr,
     local: SocketAddr,
     /// The client's address as an X-Forwarded-For element, made once per
@@ -69,7 +72,8 @@ pub(crate) async fn serve(
     name: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
 ) {
-    let (accept_proxy, request_header, counters) = match snapshot.load().listener(&name) {
+    let accepted = snapshot.load_full();
+    let (accept_proxy, request_header, counters) = match accepted.listener(&name) {
         Some(l) => (l.accept_proxy, l.request_header, Arc::clone(&l.counters)),
         None => return,
     };
@@ -88,6 +92,7 @@ pub(crate) async fn serve(
         return;
     }
     let settings = ConnSettings {
+        accepted,
         accept_proxy,
         request_header,
         counters,
@@ -98,6 +103,7 @@ pub(crate) async fn serve(
 
 /// The listener settings a connection reads once, at accept.
 struct ConnSettings {
+    accepted: Arc<Snapshot>,
     accept_proxy: bool,
     request_header: Duration,
     counters: Arc<Counters>,
@@ -113,6 +119,7 @@ async fn serve_active(
     settings: ConnSettings,
 ) {
     let ConnSettings {
+        accepted,
         accept_proxy,
         request_header,
         counters,
@@ -137,6 +144,7 @@ async fn serve_active(
     let ctx = Arc::new(ConnCtx {
         listener: Arc::clone(&name),
         snapshot,
+        accepted,
         client,
         local,
         client_ip: client.ip().to_string().into_bytes().into_boxed_slice(),
@@ -228,6 +236,16 @@ impl Generated {
     }
 }
 
+/// Where [`route`] sends a request.
+pub(crate) struct Routed {
+    pool: Arc<PoolRuntime>,
+    /// Write an access log line.
+    log: bool,
+    /// A reload removed the listener: this request is served on the
+    /// connection's first snapshot, and the connection closes after it.
+    retired: bool,
+}
+
 /// Routes a request on the listener's current table; `Err` is the 404,
 /// counted and logged.
 fn route(
@@ -236,20 +254,30 @@ fn route(
     path: &str,
     method: &Method,
     started: Instant,
-) -> Result<(Arc<PoolRuntime>, bool), Generated> {
+) -> Result<Routed, Generated> {
     let snap = ctx.snapshot.load();
-    let Some(listener) = snap.listener(&ctx.listener) else {
-        return Err(Generated::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "503 listener removed\n",
-        ));
+    let (listener, retired) = match snap.listener(&ctx.listener) {
+        Some(l) => (l, false),
+        None => match ctx.accepted.listener(&ctx.listener) {
+            Some(l) => (l, true),
+            None => {
+                return Err(Generated::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 listener removed\n",
+                ));
+            }
+        },
     };
     listener.counters.requests.fetch_add(1, Ordering::Relaxed);
     let log =
         listener.access_log && tracing::enabled!(target: "halo::access", tracing::Level::INFO);
     let host = route::normalize_host(host);
     match listener.router.route(&host, path) {
-        Some(pool) => Ok((Arc::clone(pool), log)),
+        Some(pool) => Ok(Routed {
+            pool: Arc::clone(pool),
+            log,
+            retired,
+        }),
         None => {
             let reply = Generated::new(
                 StatusCode::NOT_FOUND,

@@ -323,7 +323,7 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Option<Step> {
     // Both framings (a smuggling attempt or a broken client): the body is
     // read as chunked, and the connection is not trusted after it.
     let both_framings = chunked && length.is_some();
-    let conn = Conn {
+    let mut conn = Conn {
         http11,
         keep_alive: (if http11 { !close } else { keep_alive }) && !both_framings,
         head_request: method == Method::HEAD,
@@ -331,10 +331,12 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Option<Step> {
     };
     let upgrade = http11 && upgrade_header && conn_upgrade && !has_body;
     let path = target.split('?').next().unwrap_or("");
-    let (pool, log) = match route(ctx, host_str, path, &method, started) {
+    let super::Routed { pool, log, retired } = match route(ctx, host_str, path, &method, started) {
         Ok(routed) => routed,
         Err(g) => return Some(Step::Answer(len, conn, g)),
     };
+    // The listener is gone: this request is its last on the connection.
+    conn.keep_alive &= !retired;
     let framing = if chunked {
         RequestBody::Chunked
     } else if has_body {
