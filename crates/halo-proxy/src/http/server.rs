@@ -94,7 +94,9 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
         // it (which also bounds an idle keep-alive connection).
         let deadline = Instant::now() + ctx.request_header;
         let step = loop {
-            if let Some(step) = parse(&ctx, &buf, first) {
+            // Only the first MAX_HEAD bytes may hold the head: a read can
+            // carry the buffer past the limit together with the head's end.
+            if let Some(step) = parse(&ctx, &buf[..buf.len().min(MAX_HEAD)], first) {
                 break step;
             }
             if buf.len() >= MAX_HEAD {
