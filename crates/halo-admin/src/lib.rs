@@ -31,7 +31,13 @@ pub use status::Status;
 #[derive(Debug)]
 pub enum Command {
     /// A snapshot for `/api/status` and `/metrics`.
-    Status(oneshot::Sender<Status>),
+    Status {
+        /// Also ask each GSLB peer what it answers for every service (the
+        /// dashboard and `halo status` want it; a metrics scrape does not).
+        ask_peers: bool,
+        /// Where the status goes.
+        reply: oneshot::Sender<Status>,
+    },
     /// Set a server's admin state (`ready`, `drain`, `maint`) and/or weight.
     SetServer {
         /// Pool name.
@@ -218,14 +224,22 @@ fn stopping() -> Response {
 }
 
 async fn status(State(s): SharedState) -> Response {
-    match ask(&s, Command::Status).await {
+    let command = |reply| Command::Status {
+        ask_peers: true,
+        reply,
+    };
+    match ask(&s, command).await {
         Some(st) => Json(st).into_response(),
         None => stopping(),
     }
 }
 
 async fn metrics_page(State(s): SharedState) -> Response {
-    match ask(&s, Command::Status).await {
+    let command = |reply| Command::Status {
+        ask_peers: false,
+        reply,
+    };
+    match ask(&s, command).await {
         Some(st) => (
             [(
                 header::CONTENT_TYPE,

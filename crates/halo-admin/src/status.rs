@@ -173,6 +173,21 @@ pub struct ServiceStatus {
     pub answer: Vec<String>,
     /// Every endpoint, local or learned from peers.
     pub endpoints: Vec<EndpointInfo>,
+    /// What each GSLB node answers now: this node first, then each peer,
+    /// asked over DNS as a resolver would (empty when not asked).
+    #[serde(default)]
+    pub by_node: Vec<NodeAnswer>,
+}
+
+/// What one GSLB node answers for a service, A and AAAA together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeAnswer {
+    /// "this node", or the peer's DNS address.
+    pub node: String,
+    /// Its site, if known.
+    pub site: Option<String>,
+    /// Addresses, or "NXDOMAIN" / "SERVFAIL" / "no answer".
+    pub answer: Vec<String>,
 }
 
 /// One endpoint of a service.

@@ -649,6 +649,19 @@ pub enum Strategy {
     Geo,
 }
 
+impl Strategy {
+    /// The config spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round-robin",
+            Strategy::Weighted { .. } => "weighted",
+            Strategy::Failover => "failover",
+            Strategy::Geo => "geo",
+        }
+    }
+}
+
 /// `service.when_all_down`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenAllDown {

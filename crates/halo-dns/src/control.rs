@@ -279,7 +279,7 @@ impl Controller {
             let healthy: Vec<String> = snapshot.services[i]
                 .iter()
                 .filter(|e| e.healthy)
-                .map(|e| format!("{}@{}", e.address, self.plan.zone.site_name(e.site)))
+                .map(|e| format!("{}@{}", e.address, snapshot.site_name(e.site)))
                 .collect();
             let before = old.snapshot.services.get(i);
             if !same_zone || before != Some(&snapshot.services[i]) {
@@ -364,29 +364,38 @@ async fn ask(
         Family::V4 => rtype::A,
         Family::V6 => rtype::AAAA,
     };
+    match query(peer, name, qtype, id, timeout).await {
+        // NXDOMAIN: k8gb's CoreDNS answers that when a site has no targets.
+        Some(reply) if matches!(reply.rcode, 0 | 3) => PeerResult::Answer {
+            addresses: reply.addresses,
+            site: reply.site,
+        },
+        _ => PeerResult::Unreachable,
+    }
+}
+
+/// One question to a DNS server: UDP with a timeout and one retry, over TCP
+/// when the UDP answer was truncated. None: no answer.
+pub(crate) async fn query(
+    server: SocketAddr,
+    name: &str,
+    qtype: u16,
+    id: u16,
+    timeout: Duration,
+) -> Option<wire::PeerAnswer> {
     let query = wire::build_query(id, name, qtype, OPCODE_QUERY);
     for _ in 0..2 {
-        let Some(reply) = exchange_udp(peer, &query, id, OPCODE_QUERY, timeout).await else {
+        let Some(reply) = exchange_udp(server, &query, id, OPCODE_QUERY, timeout).await else {
             continue;
         };
-        let reply = if reply.truncated {
-            match exchange_tcp(peer, &query, id, timeout).await {
-                Some(r) => r,
-                None => continue,
-            }
-        } else {
-            reply
-        };
-        // NXDOMAIN: k8gb's CoreDNS answers that when a site has no targets.
-        return match reply.rcode {
-            0 | 3 => PeerResult::Answer {
-                addresses: reply.addresses,
-                site: reply.site,
-            },
-            _ => PeerResult::Unreachable,
-        };
+        if !reply.truncated {
+            return Some(reply);
+        }
+        if let Some(r) = exchange_tcp(server, &query, id, timeout).await {
+            return Some(r);
+        }
     }
-    PeerResult::Unreachable
+    None
 }
 
 async fn exchange_udp(

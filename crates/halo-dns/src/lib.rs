@@ -35,6 +35,23 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 pub use halo_gslb::PeerStatus;
+
+/// Asks the DNS server at `server` for `name` (dotted) of `qtype`, as a
+/// resolver would: UDP, one retry after `timeout`, TCP if truncated. For
+/// the admin status ("what each site answers now"). None: no answer.
+pub async fn ask(
+    server: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: std::time::Duration,
+) -> Option<wire::PeerAnswer> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // An ID an off-path sender cannot guess (a keyed hash of a counter).
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), n);
+    control::query(server, name, qtype, (id >> 48) as u16, timeout).await
+}
 pub use server::{Counters, Published, Stats, Totals};
 
 use crate::control::{Control, Plan};

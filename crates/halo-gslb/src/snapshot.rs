@@ -142,6 +142,10 @@ pub struct Snapshot {
     pub services: Vec<Vec<EndpointState>>,
     /// Per service: this node's healthy local endpoints (`localtargets-`).
     pub local: Vec<Vec<IpAddr>>,
+    /// Sites only peers name (not in the config): endpoint site ids from
+    /// `zone.sites.len()` on. No strategy refers to them; they are for
+    /// showing where an address comes from.
+    pub learned_sites: Vec<String>,
 }
 
 impl Snapshot {
@@ -155,6 +159,24 @@ impl Snapshot {
     ) -> Self {
         let mut services = Vec::with_capacity(zone.services.len());
         let mut local = Vec::with_capacity(zone.services.len());
+        let mut learned_sites: Vec<String> = Vec::new();
+        let mut site_of = |name: Option<&str>| -> SiteId {
+            let Some(name) = name else {
+                return crate::zone::UNKNOWN_SITE;
+            };
+            let known = zone.site_id(name);
+            if known != crate::zone::UNKNOWN_SITE {
+                return known;
+            }
+            let at = learned_sites
+                .iter()
+                .position(|s| s == name)
+                .unwrap_or_else(|| {
+                    learned_sites.push(name.to_owned());
+                    learned_sites.len() - 1
+                });
+            SiteId::try_from(zone.sites.len() + at).unwrap_or(crate::zone::UNKNOWN_SITE)
+        };
         for (si, svc) in zone.services.iter().enumerate() {
             let mut eps: Vec<EndpointState> = svc
                 .endpoints
@@ -175,7 +197,7 @@ impl Snapshot {
                 if !eps.iter().any(|e| e.address == address) {
                     eps.push(EndpointState {
                         address,
-                        site: site.map_or(crate::zone::UNKNOWN_SITE, |s| zone.site_id(s)),
+                        site: site_of(site),
                         weight: 1,
                         healthy: true,
                     });
@@ -196,6 +218,17 @@ impl Snapshot {
             serial,
             services,
             local,
+            learned_sites,
+        }
+    }
+
+    /// A site's name: configured, or learned from a peer; `?` if unknown.
+    #[must_use]
+    pub fn site_name(&self, id: SiteId) -> &str {
+        let configured = self.zone.sites.len();
+        match usize::from(id).checked_sub(configured) {
+            None => self.zone.site_name(id),
+            Some(at) => self.learned_sites.get(at).map_or("?", String::as_str),
         }
     }
 

@@ -538,3 +538,48 @@ value = \"10 mail.example.net.\"
     );
     assert!(ask("localtargets-svc.global.example.com", rtype::A).ends_with("site_txt=true"));
 }
+
+/// An address only a peer publishes keeps the site the peer names, also a
+/// site this node's config never mentions (shown in status and logs).
+#[test]
+fn a_peer_endpoint_keeps_the_site_the_peer_names() {
+    let text = format!(
+        "{HEAD}\n[[gslb.service]]\nname = \"svc\"\nstrategy = \"round-robin\"\n\
+         [[gslb.service.endpoint]]\naddress = \"192.0.2.1\"\nsite = \"east\"\nhealth = \"always\"\n"
+    );
+    let config = halo_config::parse(Path::new("case.toml"), &text).expect("valid");
+    let gslb = config.gslb.expect("has [gslb]");
+    let zone = Arc::new(Zone::new(&gslb, "east"));
+    let peer = halo_config::Peer {
+        address: "127.0.0.1:53".parse().unwrap(),
+        site: None,
+    };
+    let mut peers = PeerTable::new(&[peer], 1, std::time::Duration::from_secs(30));
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "any instant will do: the table only compares the times it is given"
+    )]
+    let now = std::time::Instant::now();
+    peers.on_result(
+        0,
+        0,
+        halo_gslb::Family::V4,
+        halo_gslb::PeerResult::Answer {
+            addresses: vec!["192.0.2.9".parse().unwrap()],
+            site: Some("north".to_owned()),
+        },
+        now,
+    );
+    let snap = Snapshot::build(zone, 1, &|_, _| true, &peers);
+    let sites: Vec<(String, &str)> = snap.services[0]
+        .iter()
+        .map(|e| (e.address.to_string(), snap.site_name(e.site)))
+        .collect();
+    assert_eq!(
+        sites,
+        [
+            ("192.0.2.1".to_owned(), "east"),
+            ("192.0.2.9".to_owned(), "north")
+        ]
+    );
+}

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use halo_admin::ServerState;
 use halo_admin::status::{
-    Counters, EndpointInfo, GslbStatus, ListenerStatus, PeerInfo, PoolStatus, ServerStatus,
-    ServiceStatus, Status, VipStatus, VrrpCounters,
+    Counters, EndpointInfo, GslbStatus, ListenerStatus, NodeAnswer, PeerInfo, PoolStatus,
+    ServerStatus, ServiceStatus, Status, VipStatus, VrrpCounters,
 };
 use halo_config::Config;
 use halo_dns::Dns;
@@ -156,7 +156,7 @@ pub(crate) fn status(
         .gslb
         .as_ref()
         .zip(dns)
-        .map(|(g, dns)| gslb_status(&g.zone, dns, now));
+        .map(|(g, dns)| gslb_status(&g.zone, &config.node.site, dns, now));
     Status {
         node: config.node.name.clone(),
         site: config.node.site.clone(),
@@ -170,7 +170,7 @@ pub(crate) fn status(
     }
 }
 
-fn gslb_status(zone: &str, dns: &Dns, now: Instant) -> GslbStatus {
+fn gslb_status(zone: &str, site: &str, dns: &Dns, now: Instant) -> GslbStatus {
     let published = dns.published();
     let snap = &published.snapshot;
     let z = &snap.zone;
@@ -199,16 +199,20 @@ fn gslb_status(zone: &str, dns: &Dns, now: Instant) -> GslbStatus {
                 }
             }
             answer.dedup();
-            let site = |id: u16| z.sites.get(usize::from(id)).cloned().unwrap_or_default();
             ServiceStatus {
                 name: svc.name.clone(),
-                strategy: format!("{:?}", svc.strategy).to_lowercase(),
+                strategy: svc.strategy.as_str().to_owned(),
+                by_node: vec![NodeAnswer {
+                    node: "this node".into(),
+                    site: Some(site.to_owned()),
+                    answer: answer.clone(),
+                }],
                 answer,
                 endpoints: snap.services[i]
                     .iter()
                     .map(|e| EndpointInfo {
                         address: e.address.to_string(),
-                        site: site(e.site),
+                        site: snap.site_name(e.site).to_owned(),
                         healthy: e.healthy,
                     })
                     .collect(),
@@ -235,6 +239,57 @@ fn gslb_status(zone: &str, dns: &Dns, now: Instant) -> GslbStatus {
         peers,
         queries: t.udp + t.tcp,
     }
+}
+
+/// Adds to `st` what each GSLB peer answers now for every service (A and
+/// AAAA, asked over DNS at once, each question given `PEER_WAIT` twice).
+pub(crate) async fn with_peer_answers(mut st: Status, peers: Vec<halo_dns::PeerStatus>) -> Status {
+    const PEER_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+    let Some(g) = st.gslb.as_mut() else {
+        return st;
+    };
+    let mut asks = tokio::task::JoinSet::new();
+    for (s, svc) in g.services.iter().enumerate() {
+        for (p, peer) in peers.iter().enumerate() {
+            for qtype in [rtype::A, rtype::AAAA] {
+                let (address, name) = (peer.address, format!("{}.{}", svc.name, g.zone));
+                asks.spawn(
+                    async move { (s, p, halo_dns::ask(address, &name, qtype, PEER_WAIT).await) },
+                );
+            }
+        }
+    }
+    // Per (service, peer): addresses, and how the questions without one ended.
+    type Heard = (Vec<String>, Vec<&'static str>);
+    let mut found: std::collections::HashMap<(usize, usize), Heard> =
+        std::collections::HashMap::new();
+    while let Some(Ok((s, p, reply))) = asks.join_next().await {
+        let entry = found.entry((s, p)).or_default();
+        match reply {
+            Some(r) if r.rcode == 0 => {
+                entry.0.extend(r.addresses.iter().map(ToString::to_string));
+            }
+            Some(r) if r.rcode == 3 => entry.1.push("NXDOMAIN"),
+            Some(r) if r.rcode == 5 => entry.1.push("REFUSED"),
+            Some(_) => entry.1.push("SERVFAIL"),
+            None => entry.1.push("no answer"),
+        }
+    }
+    for (s, svc) in g.services.iter_mut().enumerate() {
+        for (p, peer) in peers.iter().enumerate() {
+            let (mut answer, mut failures) = found.remove(&(s, p)).unwrap_or_default();
+            if answer.is_empty() {
+                failures.dedup();
+                answer = failures.into_iter().map(str::to_owned).collect();
+            }
+            svc.by_node.push(NodeAnswer {
+                node: peer.address.to_string(),
+                site: peer.site.clone(),
+                answer,
+            });
+        }
+    }
+    st
 }
 
 /// Sets `pool/server`'s admin state and/or weight; Err names what does not

@@ -214,6 +214,22 @@ pub(crate) fn table(st: &Status) -> String {
                     s.answer.join(" ")
                 }
             );
+            // Peers, as asked over DNS just now (this node is the line above).
+            for n in s.by_node.iter().skip(1) {
+                let _ = writeln!(
+                    o,
+                    "  {:<16} {:<12} peer {} (site {}) answers {}",
+                    "",
+                    "",
+                    n.node,
+                    n.site.as_deref().unwrap_or("?"),
+                    if n.answer.is_empty() {
+                        "nothing".into()
+                    } else {
+                        n.answer.join(" ")
+                    }
+                );
+            }
         }
         for p in &g.peers {
             let _ = writeln!(

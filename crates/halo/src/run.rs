@@ -200,7 +200,7 @@ pub(crate) async fn serve_with(
 impl Node<'_> {
     fn command(&mut self, cmd: halo_admin::Command) {
         match cmd {
-            halo_admin::Command::Status(reply) => {
+            halo_admin::Command::Status { ask_peers, reply } => {
                 let st = crate::admin::status(
                     &self.clock,
                     &self.config,
@@ -209,7 +209,19 @@ impl Node<'_> {
                     self.dns.as_ref(),
                     &self.vips,
                 );
-                let _ = reply.send(st);
+                let peers = match &self.dns {
+                    Some(d) if ask_peers => d.peers(),
+                    _ => Vec::new(),
+                };
+                if peers.is_empty() {
+                    let _ = reply.send(st);
+                } else {
+                    // Asking peers takes a round trip (or a timeout): not
+                    // in the main loop.
+                    tokio::spawn(async move {
+                        let _ = reply.send(crate::admin::with_peer_answers(st, peers).await);
+                    });
+                }
             }
             halo_admin::Command::SetServer {
                 pool,

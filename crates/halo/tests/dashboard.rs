@@ -1,6 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven by selenium
-//! (`tests/dashboard/drive.py`) loads `/`, sees a server go red when its
-//! backend stops, types the token, clicks "drain" and sees the state change.
+//! (`tests/dashboard/drive.py`) loads `/`, sees what each site's GSLB node
+//! answers (this node, site east, and a second halo as its peer, site
+//! west), sees a server go red when its backend stops, types the token,
+//! clicks "drain" and sees the state change.
 //!
 //! Needs Debian's chromium and chromium-driver and Python's selenium
 //! (scripts/test installs them). Outside CI a missing one skips the test and
@@ -36,27 +38,61 @@ fn dashboard_shows_a_server_go_red_and_drains_one() {
     }
     let dir = std::env::temp_dir().join(format!("halo-dashboard-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let server = |port_file: &str| {
-        // A python server per backend: killing it is a real failure.
-        let root = dir.join(port_file);
+    let server = |folder: &str| {
+        // A python server per backend: killing it is a real failure. It
+        // binds port 0 and says which port it got.
+        let root = dir.join(folder);
         std::fs::create_dir_all(&root).unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &addr.port().to_string(),
-            ])
+        let mut child = Command::new("python3")
+            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
             .current_dir(&root)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        (addr, child)
+        let mut said = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut said)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port: u16 = said
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("python's http.server said {said:?}"));
+        (std::net::SocketAddr::from(([127, 0, 0, 1], port)), child)
+    };
+    // The peer: another halo for site west, whose GSLB node publishes
+    // 192.0.2.20 and knows no peer (so it answers only that).
+    let peer_path = dir.join("west.toml");
+    std::fs::write(
+        &peer_path,
+        "[node]\nname = \"west-1\"\nsite = \"west\"\n[gslb]\nzone = \"global.test\"\nlisten = [\"127.0.0.1:0\"]\n\
+         nameservers = [\"ns.global.test\"]\n[[gslb.service]]\nname = \"app\"\nstrategy = \"round-robin\"\n\
+         [[gslb.service.endpoint]]\naddress = \"192.0.2.20\"\nhealth = \"always\"\n",
+    )
+    .unwrap();
+    let mut peer = Command::new(env!("CARGO_BIN_EXE_halo"))
+        .arg("run")
+        .arg("-c")
+        .arg(&peer_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let peer_lines = common::lines_of(peer.stderr.take().unwrap());
+    let peer_dns = loop {
+        let line = peer_lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the west halo did not start its DNS");
+        if line.contains("DNS listening") {
+            break line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .unwrap()
+                .to_owned();
+        }
     };
     let (a1, mut s1) = server("s1");
     let (a2, mut s2) = server("s2");
@@ -68,7 +104,10 @@ fn dashboard_shows_a_server_go_red_and_drains_one() {
         format!(
             "[node]\nname = \"dash\"\nsite = \"east\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"token\"\n\
              [[pool]]\nname = \"app\"\n[pool.check]\ninterval = \"200ms\"\nrise = 1\nfall = 1\ninitial = \"down\"\n\
-             [[pool.server]]\nname = \"s1\"\naddress = \"{a1}\"\n[[pool.server]]\nname = \"s2\"\naddress = \"{a2}\"\n"
+             [[pool.server]]\nname = \"s1\"\naddress = \"{a1}\"\n[[pool.server]]\nname = \"s2\"\naddress = \"{a2}\"\n\
+             [gslb]\nzone = \"global.test\"\nlisten = [\"127.0.0.1:0\"]\nnameservers = [\"ns.global.test\"]\npeers = [\"{peer_dns}\"]\n\
+             [[gslb.service]]\nname = \"app\"\nstrategy = \"round-robin\"\n\
+             [[gslb.service.endpoint]]\naddress = \"192.0.2.10\"\nhealth = {{ pool = \"app\" }}\n"
         ),
     )
     .unwrap();
@@ -136,6 +175,16 @@ fn dashboard_shows_a_server_go_red_and_drains_one() {
         }))
         .any(|l| l.contains("admin change: app/s2 is now drain"));
     assert!(drained, "halo did not log the drain");
+    // `halo status` shows the same: what the peer answers, asked over DNS.
+    let out = Command::new(env!("CARGO_BIN_EXE_halo"))
+        .args(["status", "--admin", &format!("http://{admin}")])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&format!("peer {peer_dns} (site west) answers 192.0.2.20")),
+        "{table}"
+    );
 
     let _ = Command::new("kill")
         .args(["-TERM", &halo.id().to_string()])
@@ -143,5 +192,9 @@ fn dashboard_shows_a_server_go_red_and_drains_one() {
     assert!(halo.wait().unwrap().success());
     let _ = s2.kill();
     let _ = s2.wait();
+    let _ = Command::new("kill")
+        .args(["-TERM", &peer.id().to_string()])
+        .status();
+    assert!(peer.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
