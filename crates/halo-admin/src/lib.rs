@@ -126,16 +126,41 @@ impl Admin {
         token: Option<String>,
         commands: mpsc::Sender<Command>,
     ) -> Result<Self, AdminError> {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| AdminError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| AdminError::Bind {
+        Self::serve(Self::bind(listen)?, token, commands)
+    }
+
+    /// The first half of [`Self::start`]: the listening socket (a reload
+    /// that moves the admin API binds before anything changes).
+    ///
+    /// # Errors
+    /// [`AdminError::Bind`].
+    pub fn bind(listen: SocketAddr) -> Result<std::net::TcpListener, AdminError> {
+        let err = |source| AdminError::Bind {
             addr: listen,
             source,
-        })?;
+        };
+        let listener = std::net::TcpListener::bind(listen).map_err(err)?;
+        listener.set_nonblocking(true).map_err(err)?;
+        Ok(listener)
+    }
+
+    /// The second half of [`Self::start`]: serves on `listener`.
+    ///
+    /// # Errors
+    /// [`AdminError::Bind`] if tokio cannot take the socket.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn serve(
+        listener: std::net::TcpListener,
+        token: Option<String>,
+        commands: mpsc::Sender<Command>,
+    ) -> Result<Self, AdminError> {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|source| AdminError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             commands,
             token: RwLock::new(token),

@@ -36,6 +36,11 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 pub use halo_gslb::PeerStatus;
 
+pub use server::{Counters, Published, Stats, Totals};
+
+use crate::control::{Control, Plan};
+use crate::server::Answerer;
+
 /// Asks the DNS server at `server` for `name` (dotted) of `qtype`, as a
 /// resolver would: UDP, one retry after `timeout`, TCP if truncated. For
 /// the admin status ("what each site answers now"). None: no answer.
@@ -52,10 +57,6 @@ pub async fn ask(
     let id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), n);
     control::query(server, name, qtype, (id >> 48) as u16, timeout).await
 }
-pub use server::{Counters, Published, Stats, Totals};
-
-use crate::control::{Control, Plan};
-use crate::server::Answerer;
 
 /// Why the DNS tier could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +73,6 @@ pub enum DnsError {
     /// A worker thread could not start.
     #[error("cannot start a DNS worker thread: {0}")]
     Thread(std::io::Error),
-    /// Changing `gslb.listen` needs a restart (for now).
-    #[error(
-        "gslb.listen changed; restart halo to listen elsewhere (the running DNS tier is unchanged)"
-    )]
-    ListenChanged,
     /// The config has no `[gslb]`.
     #[error("the config has no [gslb]")]
     NoGslb,
@@ -87,13 +83,65 @@ pub enum DnsError {
 pub struct Dns {
     published: Arc<ArcSwap<Published>>,
     stats: Arc<Stats>,
-    listen: Vec<SocketAddr>,
-    bound: Vec<SocketAddr>,
+    /// One per `gslb.listen` address, in order; dropping one stops its
+    /// threads (Worker::drop).
+    listening: Vec<Listening>,
+    threads: usize,
+    seed: u64,
+    /// Where workers report a NOTIFY from a peer.
+    notify: UnboundedSender<std::net::IpAddr>,
     control: UnboundedSender<Control>,
     controller: tokio::task::JoinHandle<()>,
     peer_status: Arc<ArcSwap<Vec<PeerStatus>>>,
-    // Held so dropping the Dns stops the threads (Worker::drop).
+}
+
+/// One `gslb.listen` address: `threads` workers, each on its own copy.
+#[derive(Debug)]
+struct Listening {
+    /// As configured.
+    addr: SocketAddr,
+    /// As bound (port 0 resolved).
+    local: SocketAddr,
+    /// Held so dropping the `Listening` stops the threads.
     _workers: Vec<Worker>,
+}
+
+/// Sockets bound for one new listen address, one UDP/TCP pair per worker.
+type Copies = Vec<(std::net::UdpSocket, std::net::TcpListener)>;
+
+/// A reload that has bound the addresses it adds: from
+/// [`Dns::prepare_reload`], for [`Dns::apply_reload`]. Dropping it closes
+/// them and changes nothing.
+#[derive(Debug)]
+pub struct PreparedDns {
+    /// `gslb.listen` of the new config.
+    listen: Vec<SocketAddr>,
+    /// The addresses not listened on yet: configured, bound, sockets.
+    added: Vec<(SocketAddr, SocketAddr, Copies)>,
+    threads: usize,
+}
+
+/// Binds `threads` copies of each address of `listen` not in `existing`.
+fn bind(
+    listen: &[SocketAddr],
+    existing: &[Listening],
+    threads: usize,
+) -> Result<Vec<(SocketAddr, SocketAddr, Copies)>, DnsError> {
+    let mut added = Vec::new();
+    for &addr in listen {
+        if existing.iter().any(|l| l.addr == addr) {
+            continue;
+        }
+        let err = |source| DnsError::Bind { addr, source };
+        let (udp, tcp) = bind_pair(addr).map_err(err)?;
+        let local = udp.local_addr().map_err(err)?;
+        let mut copies = vec![(udp, tcp)];
+        for _ in 1..threads {
+            copies.push(bind_pair(local).map_err(err)?);
+        }
+        added.push((addr, local, copies));
+    }
+    Ok(added)
 }
 
 impl Dns {
@@ -112,60 +160,101 @@ impl Dns {
         seed: u64,
         threads: usize,
     ) -> Result<Self, DnsError> {
-        let plan = Plan::new(config, registry).ok_or(DnsError::NoGslb)?;
-        let listen = config
-            .gslb
-            .as_ref()
-            .map(|g| g.listen.clone())
-            .unwrap_or_default();
+        let prepared = Self::prepare(config, threads)?;
+        Self::start_prepared(prepared, config, registry, seed)
+    }
+
+    /// The first half of [`Self::start`]: binds `gslb.listen`, `threads`
+    /// copies each (0 = one per CPU), so that a reload adding `[gslb]` is
+    /// refused on a port in use before anything changes.
+    ///
+    /// # Errors
+    /// [`DnsError::NoGslb`], or [`DnsError::Bind`].
+    pub fn prepare(config: &Config, threads: usize) -> Result<PreparedDns, DnsError> {
+        let g = config.gslb.as_ref().ok_or(DnsError::NoGslb)?;
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         } else {
             threads
         };
+        Ok(PreparedDns {
+            listen: g.listen.clone(),
+            added: bind(&g.listen, &[], threads)?,
+            threads,
+        })
+    }
+
+    /// The second half of [`Self::start`]. `registry` must have applied
+    /// `config`.
+    ///
+    /// # Errors
+    /// [`DnsError::NoGslb`], or a thread that cannot start.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the controller is a task on it).
+    pub fn start_prepared(
+        prepared: PreparedDns,
+        config: &Config,
+        registry: &Registry,
+        seed: u64,
+    ) -> Result<Self, DnsError> {
+        let plan = Plan::new(config, registry).ok_or(DnsError::NoGslb)?;
+        let PreparedDns { added, threads, .. } = prepared;
         let (published, controller, results) = control::first(plan, seed);
         let (notify_tx, notify_rx) = unbounded_channel();
         let stats = Arc::new(Stats::default());
-
-        let mut per_worker: Vec<Vec<(std::net::UdpSocket, std::net::TcpListener)>> =
-            (0..threads).map(|_| Vec::new()).collect();
-        let mut bound = Vec::new();
-        for &addr in &listen {
-            let err = |source| DnsError::Bind { addr, source };
-            let (udp, tcp) = bind_pair(addr).map_err(err)?;
-            let local = udp.local_addr().map_err(err)?;
-            tracing::info!(addr = %local, threads, "DNS listening (UDP and TCP)");
-            bound.push(local);
-            let mut first = Some((udp, tcp));
-            for w in &mut per_worker {
-                let pair = match first.take() {
-                    Some(p) => p,
-                    None => bind_pair(local).map_err(err)?,
-                };
-                w.push(pair);
-            }
-        }
-        let mut workers = Vec::new();
-        for (i, sockets) in per_worker.into_iter().enumerate() {
-            let counters = stats.add();
-            let worker_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            workers.push(
-                Worker::start(i, sockets, &published, &counters, &notify_tx, worker_seed)
-                    .map_err(DnsError::Thread)?,
-            );
-        }
         let (control_tx, control_rx) = unbounded_channel();
         let health = registry.hub().subscribe();
         let peer_status = controller.status();
         let controller = tokio::spawn(controller.run(results, notify_rx, control_rx, health));
-        Ok(Self {
+        let mut dns = Self {
             published,
             stats,
-            listen,
-            bound,
+            listening: Vec::new(),
+            threads,
+            seed,
+            notify: notify_tx,
             control: control_tx,
             controller,
             peer_status,
+        };
+        // On an error `dns` drops here, stopping what already started.
+        for (addr, local, copies) in added {
+            let listening = dns.listen_on(addr, local, copies)?;
+            dns.listening.push(listening);
+        }
+        Ok(dns)
+    }
+
+    /// Starts the workers of one bound address.
+    fn listen_on(
+        &self,
+        addr: SocketAddr,
+        local: SocketAddr,
+        copies: Copies,
+    ) -> Result<Listening, DnsError> {
+        let mut workers = Vec::new();
+        for (i, pair) in copies.into_iter().enumerate() {
+            let counters = self.stats.add();
+            let worker_seed = self.seed
+                ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ u64::from(local.port()).rotate_left(32);
+            workers.push(
+                Worker::start(
+                    i,
+                    vec![pair],
+                    &self.published,
+                    &counters,
+                    &self.notify,
+                    worker_seed,
+                )
+                .map_err(DnsError::Thread)?,
+            );
+        }
+        tracing::info!(addr = %local, threads = self.threads, "DNS listening (UDP and TCP)");
+        Ok(Listening {
+            addr,
+            local,
             _workers: workers,
         })
     }
@@ -180,8 +269,8 @@ impl Dns {
 
     /// The addresses bound (port 0 resolved), in `gslb.listen` order.
     #[must_use]
-    pub fn bound(&self) -> &[SocketAddr] {
-        &self.bound
+    pub fn bound(&self) -> Vec<SocketAddr> {
+        self.listening.iter().map(|l| l.local).collect()
     }
 
     /// Query counters.
@@ -196,28 +285,65 @@ impl Dns {
         self.published.load_full()
     }
 
-    /// Whether [`Self::reload`] would take `config`.
+    /// The first half of a reload: binds the `gslb.listen` addresses the
+    /// config adds, so that a port in use refuses the reload before anything
+    /// changes (here or in the other tiers).
     ///
     /// # Errors
-    /// [`DnsError::ListenChanged`] or [`DnsError::NoGslb`].
-    pub fn check_reload(&self, config: &Config) -> Result<(), DnsError> {
-        match &config.gslb {
-            None => Err(DnsError::NoGslb),
-            Some(g) if g.listen != self.listen => Err(DnsError::ListenChanged),
-            Some(_) => Ok(()),
-        }
+    /// [`DnsError::NoGslb`], or [`DnsError::Bind`].
+    pub fn prepare_reload(&self, config: &Config) -> Result<PreparedDns, DnsError> {
+        let g = config.gslb.as_ref().ok_or(DnsError::NoGslb)?;
+        Ok(PreparedDns {
+            listen: g.listen.clone(),
+            added: bind(&g.listen, &self.listening, self.threads)?,
+            threads: self.threads,
+        })
     }
 
-    /// Takes a new config: zone, services and peers change; what peers said
-    /// is kept for peers and services that remain. Sockets stay.
+    /// The second half: zone, services and peers change (what peers said is
+    /// kept for peers and services that remain); addresses kept keep their
+    /// sockets, new ones start answering, removed ones stop. `registry` must
+    /// have applied `config`.
     ///
     /// # Errors
-    /// As [`Self::check_reload`]; the running config stays.
-    pub fn reload(&mut self, config: &Config, registry: &Registry) -> Result<(), DnsError> {
-        self.check_reload(config)?;
+    /// [`DnsError::NoGslb`], or [`DnsError::Thread`] if a new address's
+    /// worker cannot start (the others are served).
+    pub fn apply_reload(
+        &mut self,
+        prepared: PreparedDns,
+        config: &Config,
+        registry: &Registry,
+    ) -> Result<(), DnsError> {
         let plan = Plan::new(config, registry).ok_or(DnsError::NoGslb)?;
         let _ = self.control.send(Control::Reload(Box::new(plan)));
-        Ok(())
+        let PreparedDns { listen, added, .. } = prepared;
+        self.listening.retain(|l| {
+            let keep = listen.contains(&l.addr);
+            if !keep {
+                tracing::info!(addr = %l.local, "DNS listener closed: the reload removed it");
+            }
+            keep
+        });
+        let mut result = Ok(());
+        for (addr, local, copies) in added {
+            match self.listen_on(addr, local, copies) {
+                Ok(l) => self.listening.push(l),
+                Err(e) => result = Err(e),
+            }
+        }
+        // Back in `gslb.listen` order.
+        self.listening
+            .sort_by_key(|l| listen.iter().position(|a| *a == l.addr));
+        result
+    }
+
+    /// [`Self::prepare_reload`] then [`Self::apply_reload`].
+    ///
+    /// # Errors
+    /// As those; a bind error leaves the running config as it was.
+    pub fn reload(&mut self, config: &Config, registry: &Registry) -> Result<(), DnsError> {
+        let prepared = self.prepare_reload(config)?;
+        self.apply_reload(prepared, config, registry)
     }
 }
 

@@ -71,7 +71,26 @@ struct Node<'p> {
     dns: Option<Dns>,
     vips: crate::vip::Vips,
     admin: Option<halo_admin::Admin>,
+    /// What a new admin API (moved by a reload) sends commands on.
+    commands: tokio::sync::mpsc::Sender<halo_admin::Command>,
+    seed: u64,
     clock: crate::admin::Clock,
+}
+
+/// What a reload does to the DNS tier, bound before anything changes.
+enum DnsStep {
+    Reload(halo_dns::PreparedDns),
+    Start(halo_dns::PreparedDns),
+    Stop,
+    Nothing,
+}
+
+/// What a reload does to the admin API.
+enum AdminStep {
+    Keep,
+    /// Serve on this new socket (and close the old one).
+    Start(std::net::TcpListener),
+    Stop,
 }
 
 /// What a started node listens on, for `halo demo`'s instructions.
@@ -115,7 +134,7 @@ pub(crate) async fn serve_with(
     let vips = crate::vip::Vips::start(&config, &registry)?;
     let (commands, mut admin_rx) = tokio::sync::mpsc::channel(16);
     let admin = match &config.admin {
-        Some(a) => Some(halo_admin::Admin::start(a.listen, token, commands).await?),
+        Some(a) => Some(halo_admin::Admin::start(a.listen, token, commands.clone()).await?),
         None => None,
     };
     tracing::info!(
@@ -133,6 +152,8 @@ pub(crate) async fn serve_with(
         dns,
         vips,
         admin,
+        commands,
+        seed,
         clock: crate::admin::Clock {
             started,
             loaded: started,
@@ -145,7 +166,7 @@ pub(crate) async fn serve_with(
             dns: node
                 .dns
                 .as_ref()
-                .map(|d| d.bound().to_vec())
+                .map(Dns::bound)
                 .unwrap_or_default(),
             admin: node.admin.as_ref().map(halo_admin::Admin::addr),
         });
@@ -264,51 +285,79 @@ impl Node<'_> {
 
     fn try_reload(&mut self) -> Result<String, String> {
         let config = halo_config::load(self.path).map_err(|e| e.to_string())?;
-        // Everything that can refuse the new config is asked before anything changes.
-        let dns_ok = || match (self.dns.as_ref(), &config.gslb) {
-            (Some(d), Some(_)) => d.check_reload(&config).map_err(anyhow::Error::from),
-            (None, None) => Ok(()),
-            (Some(_), None) => Err(anyhow::anyhow!(
-                "[gslb] removed; restart halo to stop the DNS tier"
-            )),
-            (None, Some(_)) => Err(anyhow::anyhow!(
-                "[gslb] added; restart halo to start the DNS tier"
-            )),
-        };
-        let admin_ok = || match (&self.config.admin, &config.admin) {
-            (Some(a), Some(b)) if a.listen != b.listen => Err(anyhow::anyhow!(
-                "[admin] listen changed; restart halo to move the admin API"
-            )),
-            (None, Some(_)) | (Some(_), None) => Err(anyhow::anyhow!(
-                "[admin] added or removed; restart halo for that"
-            )),
-            _ => Ok(()),
-        };
-        let (token, proxy) = refuse_unsupported(&config)
-            .and_then(|()| dns_ok())
-            .and_then(|()| crate::vip::Vips::check_reload(&config))
-            .and_then(|()| admin_ok())
-            .and_then(|()| crate::admin::read_token(&config))
-            // Last: it binds the listeners' new addresses (closed again if
-            // the reload is refused).
-            .and_then(|token| Ok((token, self.proxy.prepare_reload(&config)?)))
-            .map_err(|e| format!("{e:#}"))?;
+        // Everything that can refuse the new config is asked before anything
+        // changes; the binds come last (closed again if one of them fails).
+        let (token, dns, admin, proxy) = (|| -> anyhow::Result<_> {
+            refuse_unsupported(&config)?;
+            crate::vip::Vips::check_reload(&config)?;
+            let token = crate::admin::read_token(&config)?;
+            let dns = match (&self.dns, &config.gslb) {
+                (Some(d), Some(_)) => DnsStep::Reload(d.prepare_reload(&config)?),
+                (None, Some(_)) => {
+                    DnsStep::Start(Dns::prepare(&config, config.node.threads.into())?)
+                }
+                (Some(_), None) => DnsStep::Stop,
+                (None, None) => DnsStep::Nothing,
+            };
+            let admin = match (&self.config.admin, &config.admin) {
+                (Some(a), Some(b)) if a.listen == b.listen => AdminStep::Keep,
+                (_, Some(b)) => AdminStep::Start(halo_admin::Admin::bind(b.listen)?),
+                (Some(_), None) => AdminStep::Stop,
+                (None, None) => AdminStep::Keep,
+            };
+            let proxy = self.proxy.prepare_reload(&config)?;
+            Ok((token, dns, admin, proxy))
+        })()
+        .map_err(|e| format!("{e:#}"))?;
         self.registry.apply(&config);
         self.proxy.apply_reload(proxy, &config, &self.registry);
-        if let Some(d) = &mut self.dns {
-            if let Err(e) = d.reload(&config, &self.registry) {
-                tracing::error!(
-                    "DNS reload failed after the health engine took the new config: {e}"
-                );
+        let dns_failed = |e: halo_dns::DnsError| {
+            tracing::error!("DNS reload failed after the health engine took the new config: {e}");
+        };
+        match dns {
+            DnsStep::Reload(prepared) => {
+                if let Some(d) = &mut self.dns {
+                    if let Err(e) = d.apply_reload(prepared, &config, &self.registry) {
+                        dns_failed(e);
+                    }
+                }
             }
+            DnsStep::Start(prepared) => {
+                match Dns::start_prepared(prepared, &config, &self.registry, self.seed) {
+                    Ok(d) => self.dns = Some(d),
+                    Err(e) => dns_failed(e),
+                }
+            }
+            DnsStep::Stop => {
+                tracing::info!("[gslb] removed: the DNS tier stops");
+                self.dns = None;
+            }
+            DnsStep::Nothing => {}
         }
         if let Err(e) = self.vips.apply(&config, &self.registry) {
             tracing::error!(
                 "VRRP reload failed after the health engine took the new config: {e:#}"
             );
         }
-        if let Some(a) = &self.admin {
-            a.set_token(token);
+        match admin {
+            AdminStep::Keep => {
+                if let Some(a) = &self.admin {
+                    a.set_token(token);
+                }
+            }
+            AdminStep::Start(listener) => {
+                // The old listener (if any) closes when it is replaced; a
+                // reply to the API request that asked for this reload still
+                // goes out on its open connection.
+                match halo_admin::Admin::serve(listener, token, self.commands.clone()) {
+                    Ok(a) => self.admin = Some(a),
+                    Err(e) => tracing::error!("the admin API could not move: {e}"),
+                }
+            }
+            AdminStep::Stop => {
+                tracing::info!("[admin] removed: the admin API stops");
+                self.admin = None;
+            }
         }
         let summary = crate::check::summary(&config);
         self.config = config;

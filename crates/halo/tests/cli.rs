@@ -679,3 +679,74 @@ fn reload_moves_adds_and_removes_listeners() {
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }
+
+/// A reload moves the admin API (the new address serves, the old one is
+/// closed), adds `[gslb]` (the DNS tier starts and answers), then removes it.
+#[test]
+fn reload_moves_the_admin_api_and_starts_and_stops_the_dns_tier() {
+    let config = |admin: &str, gslb: bool| {
+        let mut c = format!(
+            "[node]\nname = \"mv\"\nsite = \"east\"\n[admin]\nlisten = \"{admin}\"\n\
+             [[pool]]\nname = \"app\"\n[[pool.server]]\nname = \"s1\"\naddress = \"127.0.0.1:9\"\n"
+        );
+        if gslb {
+            c += "[gslb]\nzone = \"global.test\"\nlisten = [\"127.0.0.1:0\"]\nnameservers = [\"ns.global.test\"]\n\
+                  [[gslb.service]]\nname = \"app\"\n[[gslb.service.endpoint]]\naddress = \"192.0.2.9\"\n";
+        }
+        c
+    };
+    let path = temp_config("move-admin.toml", &config("127.0.0.1:0", false));
+    let (mut child, logs) = run_halo(&path);
+    let old: std::net::SocketAddr = addr_in(&logs.wait_for("admin API listening"))
+        .parse()
+        .unwrap();
+    let status = |at: std::net::SocketAddr| {
+        halo()
+            .args(["status", "--json", "--admin", &format!("http://{at}")])
+            .output()
+            .unwrap()
+    };
+    assert!(status(old).status.success());
+
+    std::fs::write(&path, config("127.0.0.2:0", true)).unwrap();
+    signal(&child, "-HUP");
+    let dns: std::net::SocketAddr = addr_in(&logs.wait_for("DNS listening")).parse().unwrap();
+    let new: std::net::SocketAddr = addr_in(&logs.wait_for("admin API listening"))
+        .parse()
+        .unwrap();
+    logs.wait_for("reloaded:");
+    assert_eq!(new.ip().to_string(), "127.0.0.2");
+    let out = status(new);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["gslb"]["zone"], "global.test");
+    poll("the old admin address to close", || {
+        std::net::TcpStream::connect(old).is_err()
+    });
+    // A query for app.global.test A, by hand: the answer carries 192.0.2.9.
+    let ask = || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in ["app", "global", "test"] {
+            q.push(u8::try_from(label.len()).unwrap());
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        sock.send_to(&q, dns).unwrap();
+        let mut buf = [0u8; 512];
+        sock.recv(&mut buf).map(|n| buf[..n].to_vec())
+    };
+    let reply = ask().expect("the DNS tier answers");
+    assert!(reply.windows(4).any(|w| w == [192, 0, 2, 9]), "{reply:?}");
+
+    // Without [gslb]: the DNS tier stops.
+    std::fs::write(&path, config("127.0.0.2:0", false)).unwrap();
+    signal(&child, "-HUP");
+    logs.wait_for("the DNS tier stops");
+    logs.wait_for("reloaded:");
+    assert!(ask().is_err(), "the DNS tier still answers");
+    assert!(status(new).status.success());
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}
