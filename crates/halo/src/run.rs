@@ -163,11 +163,7 @@ pub(crate) async fn serve_with(
     if let Some(ready) = ready {
         ready(&Bound {
             listeners: node.proxy.bound().iter().map(|(_, a)| *a).collect(),
-            dns: node
-                .dns
-                .as_ref()
-                .map(Dns::bound)
-                .unwrap_or_default(),
+            dns: node.dns.as_ref().map(Dns::bound).unwrap_or_default(),
             admin: node.admin.as_ref().map(halo_admin::Admin::addr),
         });
     }
