@@ -36,6 +36,32 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Where something is written in a config file: problems found later (a
+/// certificate file that does not parse) are reported there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file as the user named it.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+impl Origin {
+    /// A diagnostic at this place.
+    #[must_use]
+    pub fn diagnostic(&self, message: impl Into<String>, hint: Option<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            line: self.line,
+            col: self.col,
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -106,6 +132,17 @@ impl<'a> Report<'a> {
         hint: impl Into<String>,
     ) {
         self.push(span, message.into(), Some(hint.into()));
+    }
+
+    /// Where `span` starts, for a problem found after loading (a file the
+    /// config names turns out unreadable).
+    pub(crate) fn origin(&self, span: &Range<usize>) -> Origin {
+        let (line, col) = line_col(self.text, span.start);
+        Origin {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+        }
     }
 
     fn push(&mut self, span: Range<usize>, message: String, hint: Option<String>) {

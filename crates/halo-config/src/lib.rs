@@ -21,7 +21,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use error::{ConfigError, Diagnostic};
+pub use error::{ConfigError, Diagnostic, Origin};
 pub use types::*;
 
 /// Reads and validates the config file at `path`.

@@ -60,6 +60,28 @@ pub(crate) struct RawListener {
     pub(crate) access_log: Option<bool>,
     #[serde(default)]
     pub(crate) route: Vec<S<RawRoute>>,
+    #[serde(default)]
+    pub(crate) certificate: Vec<S<RawCertificate>>,
+    pub(crate) tls: Option<S<RawListenerTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) cert: S<String>,
+    pub(crate) key: S<String>,
+    pub(crate) names: Option<Vec<S<String>>>,
+    #[serde(default)]
+    pub(crate) default: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    pub(crate) min_version: Option<S<String>>,
+    pub(crate) alpn: Option<S<Vec<S<String>>>>,
+    pub(crate) handshake_timeout: Option<S<String>>,
+    pub(crate) watch_interval: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

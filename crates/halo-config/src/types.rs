@@ -77,6 +77,51 @@ pub struct Listener {
     pub access_log: bool,
     /// Routes, in file order; the most specific match wins.
     pub routes: Vec<Route>,
+    /// TLS settings: certificates (`https`), versions, ALPN and the
+    /// handshake's time limit (`https`, `tls-passthrough`).
+    pub tls: ListenerTls,
+}
+
+/// A listener's TLS: `[[listener.certificate]]` and `[listener.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Certificates chosen by SNI (`https` only; at least one there).
+    pub certificates: Vec<Certificate>,
+    /// Lowest TLS version accepted. Default 1.2.
+    pub min_version: TlsVersion,
+    /// ALPN protocols offered, in preference order. Default h2, http/1.1.
+    pub alpn: Vec<String>,
+    /// `https`: time to complete the handshake; `tls-passthrough`: time to
+    /// receive the ClientHello. Default 5s (OpenShift's inspect-delay).
+    pub handshake_timeout: Duration,
+    /// How often certificate files are checked for changes on disk
+    /// (0 = only on reload). Default 5s.
+    pub watch_interval: Duration,
+}
+
+/// `[[listener.certificate]]`: a PEM chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// PEM file: the leaf certificate first, then its chain.
+    pub cert: PathBuf,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// SNI names it serves (lower-case, `*.suffix` wildcards); None = the
+    /// DNS names of the certificate's subjectAltName.
+    pub names: Option<Vec<String>>,
+    /// Served for an unknown or absent SNI (else the first certificate is).
+    pub default: bool,
+    /// Where it is written, for errors about its files.
+    pub origin: crate::Origin,
+}
+
+/// `listener.tls.min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
 }
 
 impl Listener {

@@ -19,11 +19,11 @@ use crate::raw::{
     RawWhenAllDown, S,
 };
 use crate::types::{
-    Admin, Balance, Check, CheckKind, Config, Endpoint, EndpointHealth, Garp, GeoRule, Gslb,
-    HostPattern, HttpCheck, InitialState, IpNet, Listener, Node, Passive, Peer, Pool, Protocol,
-    RecordData, RetryOn, Route, SendProxy, Server, ServerAddress, Service, StaticRecord,
-    StatusRanges, Strategy, Timeouts, Track, TrackTarget, Unicast, Vip, VipGroup, VrrpChecksum,
-    VrrpVersion, WhenAllDown,
+    Admin, Balance, Certificate, Check, CheckKind, Config, Endpoint, EndpointHealth, Garp, GeoRule,
+    Gslb, HostPattern, HttpCheck, InitialState, IpNet, Listener, ListenerTls, Node, Passive, Peer,
+    Pool, Protocol, RecordData, RetryOn, Route, SendProxy, Server, ServerAddress, Service,
+    StaticRecord, StatusRanges, Strategy, Timeouts, TlsVersion, Track, TrackTarget, Unicast, Vip,
+    VipGroup, VrrpChecksum, VrrpVersion, WhenAllDown,
 };
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
@@ -50,7 +50,7 @@ pub(crate) fn validate(
     let listeners: Vec<Listener> = raw
         .listener
         .iter()
-        .filter_map(|l| v.listener(l, &pool_names))
+        .filter_map(|l| v.listener(l, &pool_names, base_dir))
         .collect();
     v.unique_names(raw.listener.iter().map(|l| &l.get_ref().name), "listener");
 
@@ -289,7 +289,12 @@ impl Validator<'_, '_> {
 
     // === [[listener]] ===
 
-    fn listener(&mut self, raw: &S<RawListener>, pools: &HashSet<&str>) -> Option<Listener> {
+    fn listener(
+        &mut self,
+        raw: &S<RawListener>,
+        pools: &HashSet<&str>,
+        base_dir: &Path,
+    ) -> Option<Listener> {
         let l = raw.get_ref();
         let name = self.name(&l.name, "listener");
         let protocol = match l.protocol.as_ref().map(|p| *p.get_ref()) {
@@ -386,6 +391,7 @@ impl Validator<'_, '_> {
                 _ => {}
             }
         }
+        let tls = self.listener_tls(raw, &name, protocol, base_dir);
         Some(Listener {
             name,
             binds,
@@ -394,7 +400,140 @@ impl Validator<'_, '_> {
             accept_proxy: l.accept_proxy,
             access_log: l.access_log.unwrap_or(true),
             routes,
+            tls,
         })
+    }
+
+    fn listener_tls(
+        &mut self,
+        raw: &S<RawListener>,
+        name: &str,
+        protocol: Protocol,
+        base_dir: &Path,
+    ) -> ListenerTls {
+        let l = raw.get_ref();
+        let mut tls = ListenerTls {
+            certificates: Vec::new(),
+            min_version: TlsVersion::Tls12,
+            alpn: vec!["h2".to_owned(), "http/1.1".to_owned()],
+            handshake_timeout: Duration::from_secs(5),
+            watch_interval: Duration::from_secs(5),
+        };
+        match protocol {
+            Protocol::Https if l.certificate.is_empty() => self.r.error_hint(
+                raw.span(),
+                format!("https listener \"{name}\" has no certificate"),
+                "add [[listener.certificate]] with cert = \"site.pem\" and key = \"site.key\"",
+            ),
+            Protocol::Https => {}
+            _ => {
+                if let Some(c) = l.certificate.first() {
+                    self.r.error_hint(
+                        c.span(),
+                        format!(
+                            "listener \"{name}\" is {} and terminates no TLS",
+                            protocol.as_str()
+                        ),
+                        "certificates belong to protocol = \"https\" listeners (tls-passthrough forwards the servers' own)",
+                    );
+                }
+            }
+        }
+        let mut defaults = 0;
+        for c in &l.certificate {
+            let cr = c.get_ref();
+            let names = cr.names.as_ref().map(|names| {
+                if names.is_empty() {
+                    self.r.error_hint(
+                        c.span(),
+                        "`names` is empty",
+                        "list the SNI names, or leave `names` out to use the certificate's own",
+                    );
+                }
+                names
+                    .iter()
+                    .filter_map(|n| {
+                        self.host_pattern(n).map(|p| match p {
+                            HostPattern::Exact(e) => e,
+                            HostPattern::Wildcard(w) => format!("*{w}"),
+                        })
+                    })
+                    .collect()
+            });
+            if cr.default {
+                defaults += 1;
+                if defaults > 1 {
+                    self.r.error_hint(
+                        c.span(),
+                        format!("listener \"{name}\" has a second default certificate"),
+                        "keep `default = true` on one certificate",
+                    );
+                }
+            }
+            tls.certificates.push(Certificate {
+                cert: base_dir.join(cr.cert.get_ref()),
+                key: base_dir.join(cr.key.get_ref()),
+                names,
+                default: cr.default,
+                origin: self.r.origin(&cr.cert.span()),
+            });
+        }
+        let Some(t) = &l.tls else {
+            return tls;
+        };
+        if !matches!(protocol, Protocol::Https | Protocol::TlsPassthrough) {
+            self.r.error_hint(
+                t.span(),
+                format!(
+                    "listener \"{name}\" is {} and has no TLS to set",
+                    protocol.as_str()
+                ),
+                "remove [listener.tls], or use protocol = \"https\" or \"tls-passthrough\"",
+            );
+        }
+        let tr = t.get_ref();
+        if let Some(v) = &tr.min_version {
+            match v.get_ref().as_str() {
+                "1.2" => tls.min_version = TlsVersion::Tls12,
+                "1.3" => tls.min_version = TlsVersion::Tls13,
+                other => self.r.error_hint(
+                    v.span(),
+                    format!("`min_version` \"{other}\" is not a TLS version halo speaks"),
+                    "write \"1.2\" or \"1.3\" (TLS 1.0 and 1.1 are not offered)",
+                ),
+            }
+        }
+        if let Some(alpn) = &tr.alpn {
+            tls.alpn.clear();
+            for p in alpn.get_ref() {
+                match p.get_ref().as_str() {
+                    "h2" | "http/1.1" => tls.alpn.push(p.get_ref().clone()),
+                    other => self.r.error_hint(
+                        p.span(),
+                        format!("ALPN protocol \"{other}\" is not served"),
+                        "write \"h2\" and/or \"http/1.1\"",
+                    ),
+                }
+            }
+            if protocol == Protocol::TlsPassthrough {
+                self.r.error_hint(
+                    alpn.span(),
+                    "a tls-passthrough listener does not negotiate ALPN (the server does)",
+                    "remove `alpn`",
+                );
+            }
+        }
+        tls.handshake_timeout = self.positive_duration(
+            tr.handshake_timeout.as_ref(),
+            "handshake_timeout",
+            tls.handshake_timeout,
+        );
+        if let Some(w) = &tr.watch_interval {
+            if let Some(d) = self.duration(w, "watch_interval") {
+                tls.watch_interval = d;
+            }
+        }
+        tls
     }
 
     fn host_pattern(&mut self, value: &S<String>) -> Option<HostPattern> {

@@ -218,6 +218,38 @@ fn each_rule_has_a_located_error() {
             "[[pool]]\nname = \"q\"\n[[pool.server]]\naddress=\"192.0.2.1:1\"\n",
             "3:1: missing key `name` in [[pool.server]]; add `name = ...`",
         ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\nprotocol = \"https\"\n",
+            "1:1: https listener \"l\" has no certificate; add [[listener.certificate]]",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\n[[listener.certificate]]\ncert = \"c.pem\"\nkey = \"c.key\"\n",
+            "5:1: listener \"l\" is http and terminates no TLS",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\nprotocol = \"https\"\n[[listener.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\ndefault = true\n[[listener.certificate]]\ncert = \"b.pem\"\nkey = \"b.key\"\ndefault = true\n",
+            "10:1: listener \"l\" has a second default certificate",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\nprotocol = \"https\"\n[listener.tls]\nmin_version = \"1.1\"\n[[listener.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+            "7:15: `min_version` \"1.1\" is not a TLS version halo speaks",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\nprotocol = \"tls-passthrough\"\n[listener.tls]\nalpn = [\"h2\"]\n",
+            "7:8: a tls-passthrough listener does not negotiate ALPN",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\nprotocol = \"https\"\n[listener.tls]\nalpn = [\"spdy/3\"]\n[[listener.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+            "7:9: ALPN protocol \"spdy/3\" is not served",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\n[listener.tls]\nhandshake_timeout = \"1s\"\n",
+            "5:1: listener \"l\" is http and has no TLS to set",
+        ),
+        (
+            "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\nprotocol = \"https\"\n[[listener.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\nnames = [\"a.example:443\"]\n",
+            "9:10: route host \"a.example:443\" has a port",
+        ),
     ];
     let base_lines = MINIMAL_POOL.lines().count();
     for (added, expected) in cases {

@@ -13,12 +13,14 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod client_hello;
 mod http;
 pub mod pool;
 pub mod proxy_protocol;
 mod resolve;
 pub mod stats;
 mod tcp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,17 +52,17 @@ pub enum ProxyError {
         /// Why.
         source: std::io::Error,
     },
-    /// A protocol this build does not serve yet.
-    #[error("listener \"{listener}\": protocol \"{protocol}\" is not supported yet")]
-    Unsupported {
-        /// Listener name.
-        listener: String,
-        /// Its protocol.
-        protocol: &'static str,
-    },
     /// A proxy thread could not be started.
     #[error("cannot start a proxy thread: {0}")]
     Thread(std::io::Error),
+    /// Certificates of an `https` listener cannot serve.
+    #[error("listener \"{listener}\": {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Certificates {
+        /// Listener name.
+        listener: String,
+        /// One per certificate that cannot serve, at its place in the file.
+        problems: Vec<halo_config::Diagnostic>,
+    },
 }
 
 /// The immutable view a request or connection works with.
@@ -74,6 +76,10 @@ pub(crate) struct Snapshot {
 pub(crate) struct ListenerRuntime {
     /// Which handler a new connection gets.
     pub(crate) protocol: Protocol,
+    /// `https`: the TLS server side (certificates by SNI, ALPN, versions).
+    pub(crate) tls: Option<Acceptor>,
+    /// `https`: time for the handshake; `tls-passthrough`: for the ClientHello.
+    pub(crate) handshake_timeout: std::time::Duration,
     pub(crate) router: Router,
     pub(crate) access_log: bool,
     pub(crate) accept_proxy: bool,
@@ -95,6 +101,7 @@ impl Snapshot {
         stats: &Stats,
         seed: u64,
         resolve_now: bool,
+        terminators: &Terminators,
     ) -> Self {
         let pools: HashMap<String, Arc<PoolRuntime>> = config
             .pools
@@ -128,6 +135,10 @@ impl Snapshot {
                 ));
                 let runtime = ListenerRuntime {
                     protocol: l.protocol,
+                    tls: terminators
+                        .get(&l.name)
+                        .map(|t| Acceptor(tokio_rustls::TlsAcceptor::from(t.config(&l.tls)))),
+                    handshake_timeout: l.tls.handshake_timeout,
                     router: Router::build(l, &pools),
                     access_log: l.access_log,
                     accept_proxy: l.accept_proxy,
@@ -146,10 +157,26 @@ impl Snapshot {
     }
 }
 
+/// A `tokio_rustls::TlsAcceptor` that can be printed with the snapshot.
+#[derive(Clone)]
+pub(crate) struct Acceptor(pub(crate) tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsAcceptor")
+    }
+}
+
+/// Each `https` listener's TLS, by listener name.
+type Terminators = HashMap<String, Arc<tls::Terminator>>;
+
 /// The running proxy: bound listeners serving the current snapshot.
 #[derive(Debug)]
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Shared with the task that reloads certificates changed on disk.
+    terminators: Arc<ArcSwap<Terminators>>,
+    watcher: Option<JoinHandle<()>>,
     /// Every listening address: which listener, as configured, and as bound
     /// (port 0 resolved). A reload keeps the sockets of the pairs it keeps.
     sockets: Vec<(SocketKey, SocketAddr)>,
@@ -175,10 +202,20 @@ struct Bound {
 /// instead closes the new sockets and changes nothing.
 #[derive(Debug)]
 pub struct PreparedReload {
+    /// Certificates of `https` listeners, read and checked: new listeners'
+    /// TLS, kept listeners' new certificates.
+    terminators: Vec<(String, NewTls)>,
     /// Per worker, its copies of the new sockets.
     added: Vec<Vec<Bound>>,
     added_addrs: Vec<(SocketKey, SocketAddr)>,
     removed: Vec<SocketKey>,
+}
+
+/// A listener's TLS after a reload.
+#[derive(Debug)]
+enum NewTls {
+    Start(Arc<tls::Terminator>),
+    Replace(tls::Loaded),
 }
 
 /// What a worker is told after it starts.
@@ -360,11 +397,33 @@ impl Proxy {
         threads: Option<usize>,
     ) -> Result<Self, ProxyError> {
         let stats = Arc::new(Stats::default());
+        let mut terminators = Terminators::new();
+        for l in config
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Https)
+        {
+            let t = tls::Terminator::new(&l.tls).map_err(|problems| ProxyError::Certificates {
+                listener: l.name.clone(),
+                problems,
+            })?;
+            terminators.insert(l.name.clone(), Arc::new(t));
+        }
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
-            config, registry, &stats, seed, true,
+            config,
+            registry,
+            &stats,
+            seed,
+            true,
+            &terminators,
         )));
+        let terminators = Arc::new(ArcSwap::from_pointee(terminators));
         let mut proxy = Self {
             snapshot,
+            watcher: tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|rt| rt.spawn(watch_certificates(Arc::clone(&terminators)))),
+            terminators,
             sockets: Vec::new(),
             workers: Vec::new(),
             stats,
@@ -390,18 +449,13 @@ impl Proxy {
     /// not listen on yet; lists those it listens on that `config` drops.
     fn bind_new(&self, config: &Config, copies: usize) -> Result<PreparedReload, ProxyError> {
         let mut prepared = PreparedReload {
+            terminators: Vec::new(),
             added: (0..copies).map(|_| Vec::new()).collect(),
             added_addrs: Vec::new(),
             removed: Vec::new(),
         };
         let mut wanted = Vec::new();
         for l in &config.listeners {
-            if !matches!(l.protocol, Protocol::Tcp | Protocol::Http) {
-                return Err(ProxyError::Unsupported {
-                    listener: l.name.clone(),
-                    protocol: l.protocol.as_str(),
-                });
-            }
             let name: Arc<str> = l.name.as_str().into();
             for &addr in &l.binds {
                 let key = (Arc::clone(&name), addr);
@@ -462,7 +516,24 @@ impl Proxy {
     /// # Errors
     /// An address that cannot be bound, or a protocol not built yet.
     pub fn prepare_reload(&self, config: &Config) -> Result<PreparedReload, ProxyError> {
-        self.bind_new(config, self.workers.len())
+        let mut prepared = self.bind_new(config, self.workers.len())?;
+        let running = self.terminators.load();
+        for l in config
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Https)
+        {
+            let err = |problems| ProxyError::Certificates {
+                listener: l.name.clone(),
+                problems,
+            };
+            let tls = match running.get(&l.name) {
+                Some(_) => NewTls::Replace(tls::prepare(&l.tls.certificates).map_err(err)?),
+                None => NewTls::Start(Arc::new(tls::Terminator::new(&l.tls).map_err(err)?)),
+            };
+            prepared.terminators.push((l.name.clone(), tls));
+        }
+        Ok(prepared)
     }
 
     /// The second half: pools, routes and listeners change for new
@@ -471,10 +542,31 @@ impl Proxy {
     /// Addresses kept keep their sockets: nothing is refused meanwhile.
     pub fn apply_reload(&mut self, prepared: PreparedReload, config: &Config, registry: &Registry) {
         let PreparedReload {
+            terminators,
             added,
             added_addrs,
             removed,
         } = prepared;
+        let running = self.terminators.load_full();
+        let mut next = Terminators::new();
+        for (name, tls) in terminators {
+            let Some(l) = config.listeners.iter().find(|l| l.name == name) else {
+                continue;
+            };
+            let t = match tls {
+                NewTls::Start(t) => t,
+                NewTls::Replace(loaded) => match running.get(&name) {
+                    Some(t) => {
+                        t.replace(loaded, &l.tls);
+                        Arc::clone(t)
+                    }
+                    // Not reachable: prepare saw it running.
+                    None => continue,
+                },
+            };
+            tracing::info!(listener = %name, certificates = %t.summary().join("; "), "TLS certificates");
+            next.insert(name, t);
+        }
         // The snapshot first: a new socket's first connection finds its listener.
         self.snapshot.store(Arc::new(Snapshot::build(
             config,
@@ -482,7 +574,9 @@ impl Proxy {
             &self.stats,
             self.seed,
             false,
+            &next,
         )));
+        self.terminators.store(Arc::new(next));
         log_listening(&added_addrs, config, self.workers.len());
         for (worker, bound) in self.workers.iter().zip(added) {
             if !bound.is_empty() {
@@ -509,6 +603,44 @@ impl Proxy {
         let prepared = self.prepare_reload(config)?;
         self.apply_reload(prepared, config, registry);
         Ok(())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+    }
+}
+
+/// Every second, each `https` listener whose `watch_interval` has passed
+/// looks at its certificate files; a change loads them again (a broken new
+/// file is logged and the certificates serving stay).
+async fn watch_certificates(terminators: Arc<ArcSwap<Terminators>>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = tick.tick().await;
+        let all = terminators.load_full();
+        for (name, t) in all.iter() {
+            if !t.due(now) {
+                continue;
+            }
+            // Reading and parsing files blocks: off the runtime's thread.
+            let t = Arc::clone(t);
+            let outcome = tokio::task::spawn_blocking(move || t.reload_if_changed()).await;
+            match outcome {
+                Ok(Some(Ok(summary))) => {
+                    tracing::info!(listener = %name, certificates = %summary.join("; "), "TLS certificates changed on disk: reloaded");
+                }
+                Ok(Some(Err(problems))) => {
+                    let why: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    tracing::error!(listener = %name, "TLS certificates changed on disk but cannot serve; the old ones stay:\n{}", why.join("\n"));
+                }
+                Ok(None) | Err(_) => {}
+            }
+        }
     }
 }
 
@@ -589,15 +721,17 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, snapshot: Arc<ArcSwa
                 let protocol = snapshot.load().listener(&name).map(|l| l.protocol);
                 let (name, snapshot) = (Arc::clone(&name), Arc::clone(&snapshot));
                 match protocol {
-                    Some(Protocol::Tcp) => {
+                    Some(Protocol::Tcp | Protocol::TlsPassthrough) => {
                         tokio::spawn(tcp::handle(stream, peer, name, snapshot));
                     }
                     Some(Protocol::Http) => {
                         tokio::spawn(http::serve(stream, peer, name, snapshot));
                     }
+                    Some(Protocol::Https) => {
+                        tokio::spawn(http::serve_tls(stream, peer, name, snapshot));
+                    }
                     // Removed by a reload whose close has not reached this
-                    // task yet, or (not reachable: refused at bind) a
-                    // protocol not built.
+                    // task yet.
                     _ => drop(stream),
                 }
             }

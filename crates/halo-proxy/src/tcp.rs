@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use halo_config::SendProxy;
+use halo_config::{Protocol, SendProxy};
 
 use crate::pool::{ServerRuntime, Target};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::Snapshot;
 use crate::pool::NoServer;
@@ -21,6 +21,11 @@ use crate::stats::{Active, Counters};
 
 const COPY_BUFFER: usize = 32 * 1024;
 
+/// A `tcp` or `tls-passthrough` connection. `tls-passthrough` first reads
+/// the ClientHello (up to `tls.handshake_timeout`) and routes its SNI like a
+/// Host (exact, then wildcard; no SNI or no match: `default_pool`, else the
+/// connection is closed); then every byte goes through untouched, the hello
+/// first.
 pub(crate) async fn handle(
     mut client: TcpStream,
     peer: SocketAddr,
@@ -36,14 +41,16 @@ pub(crate) async fn handle(
     let counters = &listener.counters;
     let _active = Active::new(counters);
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    let Some(pool) = listener.router.default_pool() else {
-        tracing::error!(listener = %name, "listener has no pool in the running config");
-        return;
+    let passthrough = listener.protocol == Protocol::TlsPassthrough;
+    let limit = if passthrough {
+        listener.handshake_timeout
+    } else {
+        listener.request_header
     };
     let Some((peer, local)) = crate::client_addresses(
         &mut client,
         peer,
-        listener.accept_proxy.then_some(listener.request_header),
+        listener.accept_proxy.then_some(limit),
         &name,
         counters,
     )
@@ -51,6 +58,95 @@ pub(crate) async fn handle(
     else {
         return;
     };
+    let (pool, hello) = if passthrough {
+        match route_hello(&mut client, listener, &name, peer, started).await {
+            Some(routed) => routed,
+            None => return,
+        }
+    } else {
+        match listener.router.default_pool() {
+            Some(pool) => (pool, Vec::new()),
+            None => {
+                tracing::error!(listener = %name, "listener has no pool in the running config");
+                return;
+            }
+        }
+    };
+    forward(
+        client,
+        (peer, local),
+        &name,
+        listener,
+        pool,
+        &hello,
+        started,
+    )
+    .await;
+}
+
+/// Reads the ClientHello and picks the pool for its SNI; None: the
+/// connection is to be closed (logged and counted).
+async fn route_hello<'l>(
+    client: &mut TcpStream,
+    listener: &'l crate::ListenerRuntime,
+    name: &str,
+    peer: SocketAddr,
+    started: Instant,
+) -> Option<(&'l Arc<crate::PoolRuntime>, Vec<u8>)> {
+    use crate::client_hello::{Hello, parse};
+    let counters = &listener.counters;
+    let refuse = |why: &str| {
+        Counters::add(&counters.errors, 1);
+        tracing::info!(target: "halo::access", listener = %name, client = %peer, result = why, "tls-passthrough");
+    };
+    let mut hello = Vec::with_capacity(2048);
+    let sni = loop {
+        match parse(&hello) {
+            Hello::Complete(sni) => break sni,
+            Hello::NeedMore => {}
+            Hello::Invalid(why) => {
+                refuse(why);
+                return None;
+            }
+        }
+        let read = timeout_at(
+            started + listener.handshake_timeout,
+            client.read_buf(&mut hello),
+        );
+        match read.await {
+            Ok(Ok(1..)) => {}
+            Ok(Ok(0) | Err(_)) => return None,
+            Err(_) => {
+                refuse("no ClientHello in time");
+                return None;
+            }
+        }
+    };
+    let pool = match &sni {
+        Some(host) => listener.router.route(host, "/"),
+        None => listener.router.default_pool(),
+    };
+    if pool.is_none() {
+        refuse(&format!(
+            "no route for the SNI name {}",
+            sni.as_deref().unwrap_or("(none)")
+        ));
+    }
+    Some((pool?, hello))
+}
+
+/// Connects to a server of `pool` (another one on a connect failure), sends
+/// `early` (bytes already read from the client), then copies both ways.
+async fn forward(
+    client: TcpStream,
+    (peer, local): (SocketAddr, SocketAddr),
+    name: &str,
+    listener: &crate::ListenerRuntime,
+    pool: &Arc<crate::PoolRuntime>,
+    early: &[u8],
+    started: Instant,
+) {
+    let counters = &listener.counters;
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let timeouts = pool.config.timeouts;
     let mut tried = Vec::new();
@@ -73,12 +169,19 @@ pub(crate) async fn handle(
                         return;
                     }
                 }
+                if !early.is_empty() {
+                    if let Err(e) = upstream.write_all(early).await {
+                        tracing::warn!(listener = %name, server = %server.config.name, error = %e, "cannot send the ClientHello");
+                        return;
+                    }
+                }
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = upstream.into_split();
                 let outcome = pump(cr, cw, sr, sw, timeouts.tunnel).await;
+                let early = early.len() as u64;
                 let (up, down, result) = match &outcome {
-                    Ok((up, down)) => (*up, *down, None),
-                    Err(PumpError { up, down, error }) => (*up, *down, Some(error)),
+                    Ok((up, down)) => (*up + early, *down, None),
+                    Err(PumpError { up, down, error }) => (*up + early, *down, Some(error)),
                 };
                 for c in [&server.counters, &pool.counters, counters] {
                     c.transfer(up, down);

@@ -9,6 +9,18 @@ use halo_config::{Config, ConfigError};
 pub(crate) fn check(path: &Path) -> anyhow::Result<ExitCode> {
     match halo_config::load(path) {
         Ok(config) => {
+            // The files the config names: every certificate must parse and
+            // match its key.
+            let problems: Vec<halo_config::Diagnostic> = config
+                .listeners
+                .iter()
+                .filter_map(|l| halo_proxy::tls::check(&l.tls.certificates).err())
+                .flatten()
+                .collect();
+            if !problems.is_empty() {
+                report(&ConfigError::Invalid(problems))?;
+                return Ok(ExitCode::FAILURE);
+            }
             writeln!(
                 std::io::stdout(),
                 "{}: OK: {}",

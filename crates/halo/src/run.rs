@@ -1,16 +1,14 @@
 //! `halo run`: start what the config describes and keep it running.
 //!
-//! Today that is the health engine for every `[[pool]]` (and GSLB endpoint
-//! and VRRP track check), the proxy for `http` and `tcp` listeners, the DNS
-//! tier for `[gslb]` and VRRP for `[[vip]]`. Sections whose tier is not built
-//! yet make `run` refuse to start, naming them, so nothing in a file is
-//! silently ignored.
+//! That is the health engine for every `[[pool]]` (and GSLB endpoint and
+//! VRRP track check), the proxy for every `[[listener]]`, the DNS tier for
+//! `[gslb]`, VRRP for `[[vip]]` and the admin API for `[admin]`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use halo_config::{Config, Protocol};
+use halo_config::Config;
 use halo_dns::Dns;
 use halo_health::{HealthHub, Registry};
 use halo_proxy::Proxy;
@@ -24,7 +22,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    refuse_unsupported(&config)?;
+    refuse_empty(&config)?;
     // The control plane (signals, health checks) needs little: one thread.
     // The proxy runs its own threads (`node.threads`).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -34,27 +32,8 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(path, config))
 }
 
-/// Every section whose tier is not built yet, named, or Ok.
-fn refuse_unsupported(c: &Config) -> anyhow::Result<()> {
-    let missing: Vec<String> = c
-        .listeners
-        .iter()
-        .filter(|l| !matches!(l.protocol, Protocol::Tcp | Protocol::Http))
-        .map(|l| {
-            format!(
-                "[[listener]] \"{}\" with protocol = \"{}\" (\"http\" and \"tcp\" are built)",
-                l.name,
-                l.protocol.as_str()
-            )
-        })
-        .collect();
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "not supported yet: {}; this build runs [[pool]] health checks, http and tcp listeners, \
-             [gslb], [[vip]] and [admin] (`halo check` validates every section)",
-            missing.join(", ")
-        );
-    }
+/// A file that configures nothing to run is a mistake worth saying.
+fn refuse_empty(c: &Config) -> anyhow::Result<()> {
     if c.pools.is_empty() && c.gslb.is_none() && c.vips.is_empty() {
         anyhow::bail!("nothing to run: the file configures no [[pool]], no [gslb] and no [[vip]]");
     }
@@ -114,6 +93,12 @@ pub(crate) async fn serve_with(
     ready: Option<OnReady>,
 ) -> anyhow::Result<ExitCode> {
     let started = tokio::time::Instant::now();
+    // First: a SIGHUP that arrives while the tiers start (a deploy script
+    // that reloads at once) must not kill the process, as its default
+    // action would; it is handled once the node runs.
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let seed =
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
     let token = crate::admin::read_token(&config)?;
@@ -167,9 +152,6 @@ pub(crate) async fn serve_with(
             admin: node.admin.as_ref().map(halo_admin::Admin::addr),
         });
     }
-    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -284,7 +266,7 @@ impl Node<'_> {
         // Everything that can refuse the new config is asked before anything
         // changes; the binds come last (closed again if one of them fails).
         let (token, dns, admin, proxy) = (|| -> anyhow::Result<_> {
-            refuse_unsupported(&config)?;
+            refuse_empty(&config)?;
             crate::vip::Vips::check_reload(&config)?;
             let token = crate::admin::read_token(&config)?;
             let dns = match (&self.dns, &config.gslb) {

@@ -95,24 +95,14 @@ fn check_on_a_missing_file_says_so() {
 }
 
 #[test]
-fn run_refuses_sections_whose_tier_is_not_built_and_names_them() {
-    // TLS listeners are issue 7: `halo check` accepts them, `halo run` names them.
-    let path = temp_config(
-        "tls.toml",
-        "[[listener]]\nname = \"secure\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tls-passthrough\"\n\
-         default_pool = \"p\"\n[[pool]]\nname = \"p\"\n[[pool.server]]\nname = \"s\"\naddress = \"127.0.0.1:1\"\n",
-    );
+fn run_refuses_a_file_with_nothing_to_run() {
+    let path = temp_config("empty.toml", "[node]\nname = \"idle\"\n");
     let out = halo().arg("check").arg("-c").arg(&path).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = halo().arg("run").arg("-c").arg(&path).output().unwrap();
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains(
-            "not supported yet: [[listener]] \"secure\" with protocol = \"tls-passthrough\""
-        ),
-        "{stderr}"
-    );
+    assert!(stderr.contains("nothing to run"), "{stderr}");
 }
 
 #[test]
@@ -749,4 +739,71 @@ fn reload_moves_the_admin_api_and_starts_and_stops_the_dns_tier() {
     assert!(status(new).status.success());
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
+}
+
+/// `halo check` reads every certificate an https listener names: a missing
+/// file, a key that belongs to another certificate and a file that is not
+/// PEM are each reported at the `cert =` line, and `halo run` refuses them.
+#[test]
+fn check_and_run_report_bad_certificates_at_their_line() {
+    if !common::have("/usr/bin/openssl", "openssl") {
+        return;
+    }
+    let dir = temp_config("certs-marker", "")
+        .parent()
+        .unwrap()
+        .join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["one", "two"] {
+        common::self_signed(&dir, name, &[&format!("{name}.example.test")]);
+    }
+    std::fs::write(dir.join("garbage.pem"), "not a certificate\n").unwrap();
+    let config = |certs: &[(&str, &str)]| {
+        let mut c = String::from(
+            "[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"https\"\ndefault_pool = \"p\"\n",
+        );
+        for (cert, key) in certs {
+            c += &format!(
+                "[[listener.certificate]]\ncert = \"certs/{cert}\"\nkey = \"certs/{key}\"\n"
+            );
+        }
+        c + "[[pool]]\nname = \"p\"\n[[pool.server]]\nname = \"s\"\naddress = \"127.0.0.1:9\"\n"
+    };
+    let good = temp_config("tls-good.toml", &config(&[("one.pem", "one.key")]));
+    let out = halo().arg("check").arg("-c").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let bad = temp_config(
+        "tls-bad.toml",
+        &config(&[
+            ("one.pem", "one.key"),
+            ("missing.pem", "one.key"),
+            ("one.pem", "two.key"),
+            ("garbage.pem", "one.key"),
+        ]),
+    );
+    let out = halo().arg("check").arg("-c").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let file = bad.display().to_string();
+    // Lines 10, 13 and 16 hold the bad `cert =` keys; column 8 is the value.
+    for (line, what) in [
+        (10, "cannot read certificate file"),
+        (13, "do not make a usable pair"),
+        (16, "no certificate in it"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{file}:{line}:8: ")) && l.contains(what)),
+            "line {line} ({what}) not reported:\n{err}"
+        );
+    }
+    assert!(err.contains("3 problems found"), "{err}");
+    let out = halo().arg("run").arg("-c").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("do not make a usable pair"),
+        "{}",
+        text(&out.stderr)
+    );
 }

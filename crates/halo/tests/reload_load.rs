@@ -85,32 +85,9 @@ fn a_hundred_reloads_under_load_fail_no_request() {
         c
     };
     std::fs::write(&path, config(false)).unwrap();
-    let mut halo = Command::new(env!("CARGO_BIN_EXE_halo"))
-        .arg("run")
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::lines_of(halo.stderr.take().unwrap());
-    let wait_for = |needle: &str| -> String {
-        loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no log line containing {needle:?} within 20s"));
-            assert!(!line.contains("reload rejected"), "{line}");
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    };
-    let line = wait_for("listening");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("addr="))
-        .unwrap()
-        .to_owned();
+    let (halo, lines) = common::run_halo(&path);
+    let wait_for = |needle: &str| common::wait_line(&lines, needle);
+    let addr = common::addr_field(&wait_for("listening"));
 
     let wrk = Command::new("wrk")
         .args(["-t2", "-c20", "-d10s", &format!("http://{addr}/")])
@@ -144,16 +121,163 @@ fn a_hundred_reloads_under_load_fail_no_request() {
         let now = served_a.load(Ordering::Relaxed);
         wait_served(now + 20);
     }
+    no_failed_request(wrk);
+    stop(halo, &dir);
+}
+
+/// The CN of the certificate `addr` serves for SNI app.example.test.
+fn served_cn(addr: &str) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            addr,
+            "-servername",
+            "app.example.test",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("subject=CN = ")
+                .or_else(|| l.strip_prefix("subject=CN="))
+        })
+        .unwrap_or("none")
+        .trim()
+        .to_owned()
+}
+
+/// Certificates change under load without a failed request: the files
+/// change on disk (picked up within `watch_interval`), a SIGHUP points the
+/// listener at other files, ten times over, while wrk keeps 20 TLS
+/// connections busy; a broken new file is refused and the old certificate
+/// goes on serving.
+#[test]
+fn certificates_change_under_load_without_a_failed_request() {
+    if !common::have("/usr/bin/wrk", "wrk") || !common::have("/usr/bin/openssl", "openssl") {
+        return;
+    }
+    let (backend, served) = backend();
+    let dir = std::env::temp_dir().join(format!("halo-tls-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["gen-1", "gen-2", "gen-3"] {
+        common::self_signed(&dir, name, &["app.example.test"]);
+    }
+    // "live" is what the file watch sees change; the config names it or gen-3.
+    let copy = |from: &str, to: &str| {
+        for ext in ["pem", "key"] {
+            let tmp = dir.join(format!("{to}.{ext}.tmp"));
+            std::fs::copy(dir.join(format!("{from}.{ext}")), &tmp).unwrap();
+            std::fs::rename(&tmp, dir.join(format!("{to}.{ext}"))).unwrap();
+        }
+    };
+    copy("gen-1", "live");
+    let config = |files: &str| {
+        format!(
+            "[node]\nname = \"t\"\nthreads = 1\n[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\n\
+             protocol = \"https\"\ndefault_pool = \"p\"\n[listener.tls]\nwatch_interval = \"1s\"\n\
+             [[listener.certificate]]\ncert = \"{files}.pem\"\nkey = \"{files}.key\"\n\
+             [[pool]]\nname = \"p\"\n[[pool.server]]\nname = \"a\"\naddress = \"{backend}\"\n"
+        )
+    };
+    let path = dir.join("halo.toml");
+    std::fs::write(&path, config("live")).unwrap();
+    let (halo, lines) = common::run_halo(&path);
+    let wait_for = |needle: &str| common::wait_line(&lines, needle);
+    let addr = common::addr_field(&wait_for("listening"));
+    assert_eq!(served_cn(&addr), "gen-1");
+
+    let wrk = Command::new("wrk")
+        // Longer than the rounds take; stopped with SIGINT (wrk then
+        // prints its report) once they are done.
+        .args(["-t2", "-c20", "-d60s", &format!("https://{addr}/")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_served = |more: u64| {
+        let target = served.load(Ordering::Relaxed) + more;
+        #[allow(clippy::disallowed_methods, reason = "deadline on a real process")]
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while served.load(Ordering::Relaxed) < target {
+            #[allow(clippy::disallowed_methods, reason = "deadline on a real process")]
+            let now = std::time::Instant::now();
+            assert!(now < end, "no traffic through the proxy");
+            #[allow(clippy::disallowed_methods, reason = "a poll interval")]
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let wait_cn = |cn: &str| {
+        #[allow(clippy::disallowed_methods, reason = "deadline on a real process")]
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = served_cn(&addr);
+            if got == cn {
+                return;
+            }
+            #[allow(clippy::disallowed_methods, reason = "deadline on a real process")]
+            let now = std::time::Instant::now();
+            assert!(now < end, "still serving {got}, not {cn}");
+        }
+    };
+    wait_served(100);
+    for round in 0..5 {
+        // On disk: live becomes gen-2 (or back to gen-1).
+        let next = if round % 2 == 0 { "gen-2" } else { "gen-1" };
+        copy(next, "live");
+        wait_cn(next);
+        wait_served(20);
+        // Reload: the listener now names gen-3's files, then live again.
+        std::fs::write(&path, config("gen-3")).unwrap();
+        let _ = Command::new("kill")
+            .args(["-HUP", &halo.id().to_string()])
+            .status();
+        wait_for("reloaded:");
+        wait_cn("gen-3");
+        wait_served(20);
+        std::fs::write(&path, config("live")).unwrap();
+        let _ = Command::new("kill")
+            .args(["-HUP", &halo.id().to_string()])
+            .status();
+        wait_for("reloaded:");
+        wait_cn(next);
+        wait_served(20);
+    }
+    // A broken file on disk: refused, the certificate serving stays.
+    std::fs::write(
+        dir.join("live.pem"),
+        "-----BEGIN CERTIFICATE-----\nbroken\n",
+    )
+    .unwrap();
+    wait_for("cannot serve; the old ones stay");
+    assert_eq!(served_cn(&addr), "gen-2");
+    wait_served(20);
+
+    let _ = Command::new("kill")
+        .args(["-INT", &wrk.id().to_string()])
+        .status();
+    no_failed_request(wrk);
+    stop(halo, &dir);
+}
+
+/// wrk's report, which must show requests and no error of any kind.
+fn no_failed_request(wrk: std::process::Child) {
     let out = wrk.wait_with_output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{report}");
     assert!(report.contains("requests in"), "{report}");
     assert!(!report.contains("Non-2xx or 3xx responses"), "{report}");
     assert!(!report.contains("Socket errors"), "{report}");
+}
 
+/// SIGTERM: halo must exit 0; then the test's folder goes.
+fn stop(mut halo: std::process::Child, dir: &std::path::Path) {
     let _ = Command::new("kill")
         .args(["-TERM", &halo.id().to_string()])
         .status();
     assert!(halo.wait().unwrap().success());
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -477,6 +477,31 @@ impl UpstreamBody {
     }
 
     /// Sets what the access log line will say of the request.
+    /// A tunnel after a 101 ended: counts its bytes (plus what either side
+    /// sent early, before the pump) and says how it ended in the log line
+    /// the body's drop writes.
+    pub(crate) fn end_tunnel(
+        &mut self,
+        outcome: Result<(u64, u64), crate::tcp::PumpError>,
+        early_up: u64,
+        early_down: u64,
+    ) {
+        let ok = outcome.is_ok();
+        let (up, down) = match outcome {
+            Ok(b) => b,
+            Err(e) => (e.up, e.down),
+        };
+        for c in [
+            &self.in_flight.server().counters,
+            &self.in_flight.pool().counters,
+            &self.listener,
+        ] {
+            Counters::add(&c.bytes_in, up + early_up);
+        }
+        self.bytes = down + early_down;
+        self.set_result(if ok { "tunnel closed" } else { "tunnel error" });
+    }
+
     pub(crate) fn set_result(&mut self, result: &'static str) {
         if let Some(log) = &mut self.log {
             log.result = result;

@@ -64,6 +64,103 @@ struct ConnCtx {
     request_header: Duration,
     /// The listener's limit for writing halo's own answers.
     client_timeout: Duration,
+    /// The client spoke TLS to halo (X-Forwarded-Proto: https).
+    https: bool,
+}
+
+impl ConnCtx {
+    /// The listener (name, live snapshot, snapshot at accept), the client's
+    /// and the local address, the listener's counters, its
+    /// `request_header` and `client` limits, and whether TLS was spoken.
+    fn new(
+        (listener, snapshot, accepted): (Arc<str>, Arc<ArcSwap<Snapshot>>, Arc<Snapshot>),
+        (client, local): (SocketAddr, SocketAddr),
+        counters: Arc<Counters>,
+        (request_header, client_timeout): (Duration, Duration),
+        https: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            listener,
+            snapshot,
+            accepted,
+            client,
+            local,
+            client_ip: client.ip().to_string().into_bytes().into_boxed_slice(),
+            counters,
+            request_header,
+            client_timeout,
+            https,
+        })
+    }
+
+    /// X-Forwarded-Proto.
+    fn proto(&self) -> &'static [u8] {
+        if self.https { b"https" } else { b"http" }
+    }
+}
+
+/// An `https` connection: the PROXY header if expected, the TLS handshake
+/// (within `tls.handshake_timeout`), then HTTP/2 if ALPN chose it, else
+/// HTTP/1.1, both served by hyper over the TLS stream.
+pub(crate) async fn serve_tls(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+) {
+    let accepted = snapshot.load_full();
+    let Some(l) = accepted.listener(&name) else {
+        return;
+    };
+    let Some(crate::Acceptor(acceptor)) = l.tls.clone() else {
+        return;
+    };
+    let (accept_proxy, handshake, request_header, client_timeout) = (
+        l.accept_proxy,
+        l.handshake_timeout,
+        l.request_header,
+        l.client,
+    );
+    let counters = Arc::clone(&l.counters);
+    let _active = Active::new(&counters);
+    let started = Instant::now();
+    let Some((client, local)) = crate::client_addresses(
+        &mut stream,
+        peer,
+        accept_proxy.then_some(handshake),
+        &name,
+        &counters,
+    )
+    .await
+    else {
+        return;
+    };
+    let tls = match tokio::time::timeout_at(started + handshake, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            Counters::add(&counters.errors, 1);
+            tracing::info!(target: "halo::access", listener = %name, client = %client, result = "TLS handshake failed", error = %e, "https");
+            return;
+        }
+        Err(_) => {
+            Counters::add(&counters.errors, 1);
+            tracing::info!(target: "halo::access", listener = %name, client = %client, result = "TLS handshake not done in time", "https");
+            return;
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let ctx = ConnCtx::new(
+        (name, snapshot, accepted),
+        (client, local),
+        counters,
+        (request_header, client_timeout),
+        true,
+    );
+    if h2 {
+        h2::serve(ctx, tls, bytes::Bytes::new()).await;
+    } else {
+        h2::serve_http1(ctx, tls).await;
+    }
 }
 
 pub(crate) async fn serve(
@@ -141,17 +238,13 @@ async fn serve_active(
         .load()
         .listener(&name)
         .map_or(Duration::from_secs(30), |l| l.client);
-    let ctx = Arc::new(ConnCtx {
-        listener: Arc::clone(&name),
-        snapshot,
-        accepted,
-        client,
-        local,
-        client_ip: client.ip().to_string().into_bytes().into_boxed_slice(),
+    let ctx = ConnCtx::new(
+        (name, snapshot, accepted),
+        (client, local),
         counters,
-        request_header,
-        client_timeout,
-    });
+        (request_header, client_timeout),
+        false,
+    );
     server::serve(ctx, stream).await;
 }
 

@@ -354,7 +354,7 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Option<Step> {
             host: (!host.is_empty()).then_some(host),
             replace_host: authority.is_some(),
             client_ip: &ctx.client_ip,
-            proto: b"http",
+            proto: ctx.proto(),
         },
         upgrade,
         framing,
@@ -587,20 +587,5 @@ async fn tunnel(
             error,
         }),
     };
-    let ok = outcome.is_ok();
-    let (up, down) = match outcome {
-        Ok(b) => b,
-        Err(e) => (e.up, e.down),
-    };
-    let up = up + early_up.len() as u64;
-    for c in [
-        &body.in_flight.server().counters,
-        &body.in_flight.pool().counters,
-        &body.listener,
-    ] {
-        Counters::add(&c.bytes_in, up);
-    }
-    // The body's drop counts these out and writes the log line.
-    body.bytes = down + early_down.len() as u64;
-    body.set_result(if ok { "tunnel closed" } else { "tunnel error" });
+    body.end_tunnel(outcome, early_up.len() as u64, early_down.len() as u64);
 }

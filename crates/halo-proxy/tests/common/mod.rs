@@ -10,13 +10,19 @@ use halo_proxy::Proxy;
 
 pub(crate) struct Running {
     pub(crate) proxy: Proxy,
+    #[allow(dead_code, reason = "not every test file reads it")]
     pub(crate) registry: Registry,
 }
 
 impl Running {
     pub(crate) async fn start(toml: &str) -> Self {
-        let config = halo_config::parse(Path::new("test.toml"), toml)
-            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        Self::start_as(Path::new("test.toml"), toml).await
+    }
+
+    /// As [`Self::start`], as if read from `path` (relative file names in it
+    /// start at its folder).
+    pub(crate) async fn start_as(path: &Path, toml: &str) -> Self {
+        let config = halo_config::parse(path, toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
         let mut registry = Registry::new(HealthHub::new(7));
         registry.apply(&config);
         let proxy = Proxy::start(&config, &registry, 7).await.unwrap();
@@ -29,6 +35,7 @@ impl Running {
     }
 
     /// Waits until `pool/server` is down by health (deadline 20s).
+    #[allow(dead_code, reason = "not every test file uses it")]
     pub(crate) async fn wait_down(&self, pool: &str, server: &str) {
         let health = self.registry.health(&ServerKey::new(pool, server)).unwrap();
         let mut events = self.registry.hub().subscribe();

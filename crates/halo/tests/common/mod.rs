@@ -126,3 +126,78 @@ pub(crate) fn lines_of(
     });
     rx
 }
+
+/// `halo run -c path`, its stderr lines delivered through a channel.
+pub(crate) fn run_halo(
+    path: &std::path::Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_halo"))
+        .arg("run")
+        .arg("-c")
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stderr.take().unwrap());
+    (child, lines)
+}
+
+/// The next line containing `needle` (20 s deadline); any line containing
+/// "reload rejected" fails the test.
+pub(crate) fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no log line containing {needle:?} within 20s"));
+        assert!(
+            needle.contains("reload rejected") || !line.contains("reload rejected"),
+            "{line}"
+        );
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+/// The `addr=` field of a log line.
+pub(crate) fn addr_field(line: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+        .to_owned()
+}
+
+/// A self-signed P-256 certificate `dir/name.pem` with its key
+/// `dir/name.key`, CN `name`, for the DNS names `dns` (by `openssl`).
+pub(crate) fn self_signed(dir: &std::path::Path, name: &str, dns: &[&str]) {
+    let san: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-days",
+            "2",
+            "-addext",
+            &format!("subjectAltName={}", san.join(",")),
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

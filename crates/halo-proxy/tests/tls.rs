@@ -1,0 +1,708 @@
+//! TLS through real sockets: an `https` listener terminating with
+//! certificates chosen by SNI, asked by `openssl s_client` and curl (Debian's,
+//! OpenSSL 3), and a `tls-passthrough` listener routing by SNI to TLS
+//! backends whose own certificates reach the client. Certificates are made
+//! per test by the `openssl` command (a CA, then leaves it signs).
+//!
+//! Needs openssl and curl (scripts/test installs them). Outside CI a missing
+//! one skips the test and says so; in CI it fails.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Running;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn have(program: &str, package: &str) -> bool {
+    if Path::new(program).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{program} is missing in CI: scripts/test installs {package}"
+    );
+    #[allow(clippy::print_stderr, reason = "a skipped test says so")]
+    {
+        eprintln!("SKIPPED: needs {program} (apt-get install {package}); CI has it");
+    }
+    false
+}
+
+fn tools() -> bool {
+    have("/usr/bin/openssl", "openssl") && have("/usr/bin/curl", "curl")
+}
+
+/// A folder with a CA and leaf certificates it signed.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("halo-tls-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Self { dir };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=halo test CA",
+            "-days",
+            "2",
+        ]);
+        pki
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A leaf `name` (its CN) for `dns` names, signed by the CA: name.pem
+    /// (leaf then CA) and name.key.
+    fn leaf(&self, name: &str, dns: &[&str]) -> (PathBuf, PathBuf) {
+        let san: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
+        std::fs::write(
+            self.dir.join(format!("{name}.ext")),
+            format!("subjectAltName={}\n", san.join(",")),
+        )
+        .unwrap();
+        self.openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.leaf"),
+        ]);
+        let chain = [
+            std::fs::read(self.dir.join(format!("{name}.leaf"))).unwrap(),
+            std::fs::read(self.dir.join("ca.pem")).unwrap(),
+        ]
+        .concat();
+        let pem = self.dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, chain).unwrap();
+        (pem, self.dir.join(format!("{name}.key")))
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A rustls client trusting the CA, offering `alpn`.
+    fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(self.ca()).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// A rustls server config with the leaf `name`.
+    fn server(&self, name: &str) -> Arc<rustls::ServerConfig> {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(self.dir.join(format!("{name}.pem")))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(self.dir.join(format!("{name}.key"))).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP/1.1 backend that answers every request with its name and the
+/// request's headers, and echoes bytes after an Upgrade.
+async fn backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let Ok(n @ 1..) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        buf.drain(..end + 4);
+                        if head.contains("upgrade: websocket") {
+                            let _ = s
+                                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+                                .await;
+                            let (mut r, mut w) = s.split();
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                            return;
+                        }
+                        let body = format!("{name}\n{head}\n");
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn pool(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "[[pool]]\nname = \"{name}\"\n[[pool.server]]\nname = \"{name}-1\"\naddress = \"{addr}\"\n"
+    )
+}
+
+/// `openssl s_client` to `at` with `args`; its whole output.
+fn s_client(at: SocketAddr, args: &[&str]) -> String {
+    s_client_sending(at, args, b"")
+}
+
+/// The same, sending `input` once connected.
+fn s_client_sending(at: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &at.to_string()])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The CN of the certificate the server sent (s_client's "subject=").
+fn served_cn(at: SocketAddr, args: &[&str]) -> String {
+    let out = s_client(at, args);
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("subject=CN = ")
+                .or_else(|| l.strip_prefix("subject=CN="))
+        })
+        .unwrap_or_else(|| panic!("no subject in: {out}"))
+        .trim()
+        .to_owned()
+}
+
+fn curl(ca: &Path, at: SocketAddr, host: &str, extra: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("{host}:{}:127.0.0.1", at.port())])
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .args(extra)
+        .arg(format!("https://{host}:{}/", at.port()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (
+        body.to_owned(),
+        format!("{status}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_chooses_certificates_by_sni_and_serves_h1_h2_and_upgrades() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("sni");
+    let (a_cert, a_key) = pki.leaf("cert-a", &["a.example.test"]);
+    let (w_cert, w_key) = pki.leaf("cert-w", &["*.w.example.test"]);
+    let (d_cert, d_key) = pki.leaf("cert-d", &["default.example.test"]);
+    let (pa, pd) = (backend("pool-a").await, backend("pool-d").await);
+    let config = format!(
+        "[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"https\"\ndefault_pool = \"pd\"\n\
+         [[listener.route]]\nhost = \"a.example.test\"\npool = \"pa\"\n\
+         [[listener.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[listener.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[listener.certificate]]\ncert = \"{}\"\nkey = \"{}\"\ndefault = true\n{}{}",
+        a_cert.display(),
+        a_key.display(),
+        w_cert.display(),
+        w_key.display(),
+        d_cert.display(),
+        d_key.display(),
+        pool("pa", pa),
+        pool("pd", pd),
+    );
+    let run = Running::start(&config).await;
+    let at = run.addr();
+    let ca = pki.ca();
+    let blocking = |f: Box<dyn FnOnce() -> String + Send>| tokio::task::spawn_blocking(f);
+
+    // Each SNI case: exact, wildcard, the wildcard's own apex (not covered:
+    // default), unknown (default), none (default).
+    for (sni, cn) in [
+        (Some("a.example.test"), "cert-a"),
+        (Some("A.Example.Test"), "cert-a"),
+        (Some("x.w.example.test"), "cert-w"),
+        (Some("w.example.test"), "cert-d"),
+        (Some("other.example.test"), "cert-d"),
+        (None, "cert-d"),
+    ] {
+        let got = blocking(Box::new(move || match sni {
+            Some(s) => served_cn(at, &["-servername", s]),
+            None => served_cn(at, &["-noservername"]),
+        }))
+        .await
+        .unwrap();
+        assert_eq!(got, cn, "SNI {sni:?}");
+    }
+
+    // curl verifies the chain against the CA: HTTP/1.1 and HTTP/2 by ALPN,
+    // routed by Host, X-Forwarded-Proto https.
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let ca = ca.clone();
+        let (body, status) = blocking(Box::new(move || {
+            let (b, s) = curl(&ca, at, "a.example.test", &[flag]);
+            format!("{b}\u{0}{s}")
+        }))
+        .await
+        .unwrap()
+        .split_once('\u{0}')
+        .map(|(b, s)| (b.to_owned(), s.to_owned()))
+        .unwrap();
+        assert_eq!(status, format!("200 {version}"), "{flag}: {body}");
+        assert!(body.starts_with("pool-a\n"), "{body}");
+        assert!(body.contains("x-forwarded-proto: https"), "{body}");
+        assert!(body.contains("x-forwarded-for: 127.0.0.1"), "{body}");
+    }
+    let ca2 = ca.clone();
+    let other = blocking(Box::new(move || {
+        curl(&ca2, at, "default.example.test", &[]).0
+    }))
+    .await
+    .unwrap();
+    assert!(other.starts_with("pool-d\n"), "{other}");
+
+    // TLS 1.2 and 1.3 both; each resumes a session.
+    for version in ["-tls1_2", "-tls1_3"] {
+        let sess = pki.dir.join(format!("sess{version}"));
+        let sess = sess.to_str().unwrap().to_owned();
+        let (first, again) = blocking(Box::new(move || {
+            // TLS 1.3 tickets come after the handshake: s_client must stay
+            // until the server has answered a request (HTTP/1.0: then it
+            // closes) to have one to save.
+            let first = s_client_sending(
+                at,
+                &[
+                    version,
+                    "-servername",
+                    "a.example.test",
+                    "-sess_out",
+                    &sess,
+                    "-ign_eof",
+                ],
+                b"GET / HTTP/1.0\r\nhost: a.example.test\r\n\r\n",
+            );
+            let again = s_client(
+                at,
+                &[version, "-servername", "a.example.test", "-sess_in", &sess],
+            );
+            format!("{first}\u{0}{again}")
+        }))
+        .await
+        .unwrap()
+        .split_once('\u{0}')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .unwrap();
+        assert!(first.contains("New, TLSv1."), "{version}: {first}");
+        assert!(
+            again.contains("Reused, TLSv1."),
+            "{version} not resumed: {again}"
+        );
+    }
+
+    // A WebSocket-style upgrade over TLS: 101, then bytes both ways.
+    let connector = pki.client(&[b"http/1.1"]);
+    let tcp = TcpStream::connect(at).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("a.example.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /ws HTTP/1.1\r\nhost: a.example.test\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    timeout(DEADLINE, async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(tls.read(&mut b).await.unwrap(), 1, "closed: {head:?}");
+            head.push(b[0]);
+        }
+    })
+    .await
+    .unwrap();
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tls.write_all(b"ping over tls").await.unwrap();
+    let mut echo = [0u8; 13];
+    timeout(DEADLINE, tls.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"ping over tls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_1_3_refuses_tls_1_2() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("v13");
+    let (c, k) = pki.leaf("only", &["only.example.test"]);
+    let pd = backend("pd").await;
+    let config = format!(
+        "[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"https\"\ndefault_pool = \"pd\"\n\
+         [listener.tls]\nmin_version = \"1.3\"\nalpn = [\"http/1.1\"]\n\
+         [[listener.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        c.display(),
+        k.display(),
+        pool("pd", pd)
+    );
+    let run = Running::start(&config).await;
+    let at = run.addr();
+    let (v12, v13) = tokio::task::spawn_blocking(move || {
+        (
+            s_client(at, &["-tls1_2", "-servername", "only.example.test"]),
+            s_client(at, &["-tls1_3", "-servername", "only.example.test"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!v12.contains("New, TLSv1.2"), "TLS 1.2 was accepted: {v12}");
+    assert!(v13.contains("New, TLSv1.3"), "{v13}");
+    // ALPN offers http/1.1 only: curl --http2 falls back.
+    let (_, status) =
+        tokio::task::spawn_blocking(move || curl(&pki.ca(), at, "only.example.test", &["--http2"]))
+            .await
+            .unwrap();
+    assert_eq!(status, "200 1.1");
+}
+
+/// A TLS backend: after the handshake it writes its name, then echoes.
+async fn tls_backend(pki: &Pki, cert: &str, name: &'static str) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server(cert));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let _ = tls.write_all(format!("{name}\n").as_bytes()).await;
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = tls.read(&mut buf).await {
+                    if tls.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_passthrough_routes_by_sni_and_forwards_the_servers_certificate() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("pass");
+    pki.leaf("back-a", &["a.example.test"]);
+    pki.leaf("back-w", &["*.w.example.test"]);
+    pki.leaf("back-d", &["default.example.test"]);
+    let a = tls_backend(&pki, "back-a", "backend-a").await;
+    let w = tls_backend(&pki, "back-w", "backend-w").await;
+    let d = tls_backend(&pki, "back-d", "backend-d").await;
+    let config = |default: bool| {
+        format!(
+            "[[listener]]\nname = \"pass\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tls-passthrough\"\n{}\
+             [listener.tls]\nhandshake_timeout = \"300ms\"\n\
+             [[listener.route]]\nhost = \"a.example.test\"\npool = \"pa\"\n\
+             [[listener.route]]\nhost = \"*.w.example.test\"\npool = \"pw\"\n{}{}{}",
+            if default {
+                "default_pool = \"pd\"\n"
+            } else {
+                ""
+            },
+            pool("pa", a),
+            pool("pw", w),
+            pool("pd", d)
+        )
+    };
+    let run = Running::start(&config(true)).await;
+    let at = run.addr();
+    let connector = pki.client(&[]);
+    // The client verifies the backend's own certificate for the name: the
+    // bytes went through untouched.
+    let talk = |sni: &'static str| {
+        let connector = connector.clone();
+        async move {
+            let tcp = TcpStream::connect(at).await.unwrap();
+            let mut tls = connector
+                .connect(ServerName::try_from(sni).unwrap(), tcp)
+                .await
+                .unwrap_or_else(|e| panic!("{sni}: {e}"));
+            let mut line = vec![0u8; 10];
+            timeout(DEADLINE, tls.read_exact(&mut line))
+                .await
+                .unwrap()
+                .unwrap();
+            tls.write_all(b"hello").await.unwrap();
+            let mut echo = [0u8; 5];
+            timeout(DEADLINE, tls.read_exact(&mut echo))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&echo, b"hello");
+            String::from_utf8(line).unwrap()
+        }
+    };
+    assert_eq!(talk("a.example.test").await, "backend-a\n");
+    assert_eq!(talk("x.w.example.test").await, "backend-w\n");
+    assert_eq!(talk("default.example.test").await, "backend-d\n");
+    // openssl s_client sees the backend's certificate; no SNI goes to the
+    // default pool.
+    let (cn_a, cn_none) = tokio::task::spawn_blocking(move || {
+        (
+            served_cn(at, &["-servername", "a.example.test"]),
+            served_cn(at, &["-noservername"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((cn_a.as_str(), cn_none.as_str()), ("back-a", "back-d"));
+
+    // Plain HTTP, and silence past handshake_timeout: closed.
+    let mut plain = TcpStream::connect(at).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let n = timeout(DEADLINE, plain.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{rest:?}");
+    let mut silent = TcpStream::connect(at).await.unwrap();
+    let n = timeout(DEADLINE, silent.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "closed after the handshake timeout"
+    );
+
+    // Without a default pool, an unknown name is closed.
+    let run2 = Running::start(&config(false)).await;
+    let at2 = run2.addr();
+    let tcp = TcpStream::connect(at2).await.unwrap();
+    let refused = connector
+        .connect(ServerName::try_from("nobody.example.test").unwrap(), tcp)
+        .await;
+    assert!(refused.is_err(), "an unknown SNI was forwarded");
+}
+
+/// examples/openshift-router.toml as written, on loopback: one port serves a
+/// passthrough route (the pod's own certificate reaches the client) and edge
+/// routes (terminated by the loopback https listener, reached with a PROXY
+/// v2 header, certificate by SNI, routed by Host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_openshift_router_serves_passthrough_and_edge_routes_on_one_port() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("router");
+    pki.leaf("secure-db", &["secure-db.apps.os.example.com"]);
+    let db = tls_backend(&pki, "secure-db", "secure-db").await;
+    let (apps, grafana) = (backend("apps").await, backend("grafana").await);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/openshift-router.toml");
+    let written = std::fs::read_to_string(&path).unwrap();
+    let text = |edge: &str| {
+        let mut t = written.clone();
+        for (from, to) in [
+            ("\"0.0.0.0:443\"", "\"127.0.0.1:0\"".to_owned()),
+            ("\"0.0.0.0:80\"", "\"127.0.0.1:0\"".to_owned()),
+            (
+                "bind = [\"127.0.0.1:10443\"]",
+                "bind = [\"127.0.0.1:0\"]".to_owned(),
+            ),
+            (
+                "address = \"127.0.0.1:10443\"",
+                format!("address = \"{edge}\""),
+            ),
+            ("192.0.2.3:8443", db.to_string()),
+            ("192.0.2.4:8443", db.to_string()),
+            ("192.0.2.3:8080", apps.to_string()),
+            ("192.0.2.4:8080", apps.to_string()),
+            ("192.0.2.3:3000", grafana.to_string()),
+        ] {
+            assert!(t.contains(from), "{from}");
+            t = t.replace(from, &to);
+        }
+        t
+    };
+    // The edge listener binds port 0, so the pool that reaches it learns
+    // its port by a reload (a pool change: the sockets stay).
+    let mut run = Running::start_as(&path, &text("127.0.0.1:9")).await;
+    let bound = run.proxy.bound();
+    let port = |name: &str| bound.iter().find(|(n, _)| n == name).unwrap().1;
+    let (https, edge) = (port("router-https"), port("router-edge"));
+    let config = halo_config::parse(&path, &text(&edge.to_string())).unwrap();
+    run.registry.apply(&config);
+    run.proxy.reload(&config, &run.registry).unwrap();
+
+    // Passthrough: the client verifies the pod's own certificate.
+    let tcp = TcpStream::connect(https).await.unwrap();
+    let mut tls = pki
+        .client(&[])
+        .connect(
+            ServerName::try_from("secure-db.apps.os.example.com").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let mut line = vec![0u8; 10];
+    timeout(DEADLINE, tls.read_exact(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, b"secure-db\n");
+
+    // Edge: the router's certificates (grafana's own, the wildcard for the
+    // rest and for no SNI), routed by Host behind the terminator.
+    let cns = tokio::task::spawn_blocking(move || {
+        [
+            served_cn(https, &["-servername", "grafana.apps.os.example.com"]),
+            served_cn(https, &["-servername", "shop.apps.os.example.com"]),
+            served_cn(https, &["-noservername"]),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cns,
+        [
+            "grafana.apps.os.example.com",
+            "*.apps.os.example.com",
+            "*.apps.os.example.com"
+        ]
+    );
+    let bodies = tokio::task::spawn_blocking(move || {
+        ["grafana.apps.os.example.com", "shop.apps.os.example.com"].map(|host| {
+            let out = Command::new("curl")
+                .args(["-sS", "-k", "--max-time", "10", "--resolve"])
+                .arg(format!("{host}:{}:127.0.0.1", https.port()))
+                .arg(format!("https://{host}:{}/", https.port()))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    })
+    .await
+    .unwrap();
+    assert!(bodies[0].starts_with("grafana\n"), "{}", bodies[0]);
+    assert!(bodies[1].starts_with("apps\n"), "{}", bodies[1]);
+    // The client's address crossed the loopback hop in the PROXY header.
+    assert!(
+        bodies[1].contains("x-forwarded-for: 127.0.0.1"),
+        "{}",
+        bodies[1]
+    );
+    assert!(
+        bodies[1].contains("x-forwarded-proto: https"),
+        "{}",
+        bodies[1]
+    );
+}
