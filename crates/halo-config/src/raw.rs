@@ -132,8 +132,19 @@ pub(crate) struct RawPool {
     pub(crate) timeouts: Option<RawTimeouts>,
     pub(crate) check: Option<S<RawCheck>>,
     pub(crate) passive: Option<RawPassive>,
+    pub(crate) tls: Option<S<RawPoolTls>>,
     #[serde(default)]
     pub(crate) server: Vec<S<RawServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPoolTls {
+    pub(crate) sni: Option<S<String>>,
+    pub(crate) ca_file: Option<S<String>>,
+    pub(crate) verify: Option<S<bool>>,
+    pub(crate) cert: Option<S<String>>,
+    pub(crate) key: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -216,8 +216,28 @@ pub struct Pool {
     pub check: Option<Check>,
     /// Passive outlier detection on live traffic.
     pub passive: Passive,
+    /// TLS to the servers (traffic and health checks); None = plain TCP.
+    pub tls: Option<PoolTls>,
     /// Servers, at least one.
     pub servers: Vec<Server>,
+}
+
+/// `[pool.tls]`: how halo speaks TLS to a pool's servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolTls {
+    /// Name sent as SNI and verified in the server's certificate; None =
+    /// the server's host name, or its IP address (then verified against
+    /// the certificate's IP SANs, and no SNI sent).
+    pub sni: Option<String>,
+    /// Verify the server's certificate (HAProxy `verify required`).
+    /// `false` is HAProxy's `verify none`.
+    pub verify: bool,
+    /// CA certificates (PEM) to verify against; None = the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain and key (PEM), for servers that ask.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Where `[pool.tls]` is written, for errors about its files.
+    pub origin: crate::Origin,
 }
 
 /// `pool.balance`.

@@ -14,14 +14,14 @@ use toml::Spanned;
 use crate::error::Report;
 use crate::raw::{
     RawBalance, RawCheck, RawCheckType, RawChecksum, RawConfig, RawEndpoint, RawGslb, RawHealth,
-    RawInitial, RawListener, RawPassive, RawPeer, RawPool, RawProtocol, RawRecord, RawRecordType,
-    RawRetryOn, RawSendProxy, RawServer, RawService, RawStrategy, RawTimeouts, RawVip, RawVipGroup,
-    RawWhenAllDown, S,
+    RawInitial, RawListener, RawPassive, RawPeer, RawPool, RawPoolTls, RawProtocol, RawRecord,
+    RawRecordType, RawRetryOn, RawSendProxy, RawServer, RawService, RawStrategy, RawTimeouts,
+    RawVip, RawVipGroup, RawWhenAllDown, S,
 };
 use crate::types::{
     Admin, Balance, Certificate, Check, CheckKind, Config, Endpoint, EndpointHealth, Garp, GeoRule,
     Gslb, HostPattern, HttpCheck, InitialState, IpNet, Listener, ListenerTls, Node, Passive, Peer,
-    Pool, Protocol, RecordData, RetryOn, Route, SendProxy, Server, ServerAddress, Service,
+    Pool, PoolTls, Protocol, RecordData, RetryOn, Route, SendProxy, Server, ServerAddress, Service,
     StaticRecord, StatusRanges, Strategy, Timeouts, TlsVersion, Track, TrackTarget, Unicast, Vip,
     VipGroup, VrrpChecksum, VrrpVersion, WhenAllDown,
 };
@@ -39,7 +39,11 @@ pub(crate) fn validate(
     let mut v = Validator { r: report };
     let node = v.node(raw.node.as_ref());
     let admin = raw.admin.as_ref().and_then(|a| v.admin(a, base_dir));
-    let pools: Vec<Pool> = raw.pool.iter().filter_map(|p| v.pool(p)).collect();
+    let pools: Vec<Pool> = raw
+        .pool
+        .iter()
+        .filter_map(|p| v.pool(p, base_dir))
+        .collect();
     v.unique_names(raw.pool.iter().map(|p| &p.get_ref().name), "pool");
 
     let pool_names: HashSet<&str> = raw
@@ -565,7 +569,7 @@ impl Validator<'_, '_> {
 
     // === [[pool]] ===
 
-    fn pool(&mut self, raw: &S<RawPool>) -> Option<Pool> {
+    fn pool(&mut self, raw: &S<RawPool>, base_dir: &Path) -> Option<Pool> {
         let p = raw.get_ref();
         let name = self.name(&p.name, "pool");
         if p.server.is_empty() {
@@ -600,6 +604,7 @@ impl Validator<'_, '_> {
         let timeouts = self.timeouts(p.timeouts.as_ref());
         let check = p.check.as_ref().map(|c| self.check(c, false));
         let passive = self.passive(p.passive.as_ref());
+        let tls = p.tls.as_ref().map(|t| self.pool_tls(t, base_dir));
         let servers: Vec<Server> = p.server.iter().filter_map(|s| self.server(s)).collect();
         self.unique_names(p.server.iter().map(|s| &s.get_ref().name), "server");
         Some(Pool {
@@ -612,8 +617,60 @@ impl Validator<'_, '_> {
             timeouts,
             check,
             passive,
+            tls,
             servers,
         })
+    }
+
+    fn pool_tls(&mut self, raw: &S<RawPoolTls>, base_dir: &Path) -> PoolTls {
+        let t = raw.get_ref();
+        let verify = t.verify.as_ref().is_none_or(|v| *v.get_ref());
+        if let (false, Some(ca)) = (verify, &t.ca_file) {
+            self.r.error_hint(
+                ca.span(),
+                "`ca_file` is set but `verify = false` ignores it",
+                "remove `verify = false` (verifying is the point of a CA file) or the `ca_file`",
+            );
+        }
+        let sni = t.sni.as_ref().and_then(|s| match self.host_pattern(s) {
+            Some(HostPattern::Exact(name)) => Some(name),
+            Some(HostPattern::Wildcard(_)) => {
+                self.r.error_hint(
+                    s.span(),
+                    "`sni` is one name, not a wildcard",
+                    "write the name the servers' certificate is for, e.g. \"app.internal.example\"",
+                );
+                None
+            }
+            None => None,
+        });
+        let client_cert = match (&t.cert, &t.key) {
+            (Some(c), Some(k)) => Some((base_dir.join(c.get_ref()), base_dir.join(k.get_ref()))),
+            (Some(c), None) => {
+                self.r.error_hint(
+                    c.span(),
+                    "a client `cert` without its `key`",
+                    "add key = \"client.key\"",
+                );
+                None
+            }
+            (None, Some(k)) => {
+                self.r.error_hint(
+                    k.span(),
+                    "a `key` without its client `cert`",
+                    "add cert = \"client.pem\"",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        PoolTls {
+            sni,
+            verify,
+            ca_file: t.ca_file.as_ref().map(|c| base_dir.join(c.get_ref())),
+            client_cert,
+            origin: self.r.origin(&raw.span()),
+        }
     }
 
     fn timeouts(&mut self, raw: Option<&RawTimeouts>) -> Timeouts {

@@ -250,6 +250,18 @@ fn each_rule_has_a_located_error() {
             "[[listener]]\nname = \"l\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"p\"\nprotocol = \"https\"\n[[listener.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\nnames = [\"a.example:443\"]\n",
             "9:10: route host \"a.example:443\" has a port",
         ),
+        (
+            "[[pool]]\nname = \"t\"\n[pool.tls]\nverify = false\nca_file = \"ca.pem\"\n[[pool.server]]\nname=\"x\"\naddress=\"192.0.2.1:1\"\n",
+            "5:11: `ca_file` is set but `verify = false` ignores it",
+        ),
+        (
+            "[[pool]]\nname = \"t\"\n[pool.tls]\ncert = \"c.pem\"\n[[pool.server]]\nname=\"x\"\naddress=\"192.0.2.1:1\"\n",
+            "4:8: a client `cert` without its `key`",
+        ),
+        (
+            "[[pool]]\nname = \"t\"\n[pool.tls]\nsni = \"*.internal\"\n[[pool.server]]\nname=\"x\"\naddress=\"192.0.2.1:1\"\n",
+            "4:7: `sni` is one name, not a wildcard",
+        ),
     ];
     let base_lines = MINIMAL_POOL.lines().count();
     for (added, expected) in cases {

@@ -18,8 +18,10 @@ pub mod machine;
 pub mod monitor;
 pub mod probe;
 pub mod registry;
+pub mod tls;
 
 pub use machine::{AdminState, Machine, Params, Reason, Transition};
 pub use monitor::{HealthEvent, HealthHub, Monitor, ServerHealth, ServerKey};
 pub use probe::{ProbeOutcome, ProbeTarget};
 pub use registry::{Registry, gslb_key, track_key};
+pub use tls::ServerTls;

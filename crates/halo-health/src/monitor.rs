@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::machine::{AdminState, Machine, Params, Transition};
-use crate::probe::{ProbeOutcome, ProbeTarget, probe};
+use crate::probe::{ProbeOutcome, ProbeTarget, probe_tls};
 
 /// Events kept for slow subscribers before they start missing some.
 const EVENT_BUFFER: usize = 1024;
@@ -183,6 +183,23 @@ impl HealthHub {
         check: Option<&Check>,
         passive: Passive,
     ) -> Monitor {
+        self.spawn_tls(key, address, check, passive, None)
+    }
+
+    /// As [`Self::spawn`], checking over TLS when `tls` is given
+    /// (`[pool.tls]`; a TLS setup that fails fails every check, saying why).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the monitor is a tokio task).
+    #[must_use]
+    pub fn spawn_tls(
+        &self,
+        key: ServerKey,
+        address: &ServerAddress,
+        check: Option<&Check>,
+        passive: Passive,
+        tls: Option<&halo_config::PoolTls>,
+    ) -> Monitor {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.seed.hash(&mut hasher);
         key.hash(&mut hasher);
@@ -198,7 +215,12 @@ impl HealthHub {
             error_limit: passive.error_limit,
             wake: Notify::new(),
         });
-        let probe_with = check.map(|c| (ProbeTarget::new(address, c.port), c.clone()));
+        let tls = tls.map(|t| Arc::new(crate::ServerTls::new(t).map_err(|d| d.message)));
+        let probe_with = check.map(|c| Probe {
+            target: ProbeTarget::new(address, c.port),
+            check: c.clone(),
+            tls,
+        });
         let task = tokio::spawn(run(
             Arc::clone(&shared),
             machine,
@@ -239,10 +261,19 @@ impl Drop for Monitor {
 
 type ProbeFuture = Pin<Box<dyn Future<Output = ProbeOutcome> + Send>>;
 
+/// What a check probes, and how.
+#[derive(Debug, Clone)]
+struct Probe {
+    target: ProbeTarget,
+    check: Check,
+    /// `[pool.tls]`, built once; an error fails every check.
+    tls: Option<Arc<Result<crate::ServerTls, String>>>,
+}
+
 async fn run(
     shared: Arc<ServerHealth>,
     mut machine: Machine,
-    probe_with: Option<(ProbeTarget, Check)>,
+    probe_with: Option<Probe>,
     events: broadcast::Sender<HealthEvent>,
 ) {
     let mut running: Option<ProbeFuture> = None;
@@ -257,9 +288,18 @@ async fn run(
             () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() && running.is_none() => {
                 let (start, t) = machine.handle_timeout(now());
                 publish(&shared, &machine, t, &events);
-                if let (true, Some((target, check))) = (start, &probe_with) {
-                    let (target, check) = (target.clone(), check.clone());
-                    running = Some(Box::pin(async move { probe(&target, &check).await }));
+                if let (true, Some(p)) = (start, &probe_with) {
+                    let p = p.clone();
+                    running = Some(Box::pin(async move {
+                        match p.tls.as_deref() {
+                            None => probe_tls(&p.target, &p.check, None).await,
+                            Some(Ok(tls)) => probe_tls(&p.target, &p.check, Some(tls)).await,
+                            Some(Err(why)) => ProbeOutcome {
+                                ok: false,
+                                detail: format!("L6RSP TLS setup: {why}"),
+                            },
+                        }
+                    }));
                 }
             }
             () = shared.wake.notified() => {

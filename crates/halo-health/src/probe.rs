@@ -96,17 +96,46 @@ impl ProbeOutcome {
 
 /// Runs `check` once against `target`, within `check.timeout` in total.
 pub async fn probe(target: &ProbeTarget, check: &Check) -> ProbeOutcome {
+    probe_tls(target, check, None).await
+}
+
+/// As [`probe`], over TLS when `tls` is given (`[pool.tls]`): a TCP check
+/// then also completes the handshake (`L6OK`), an HTTP check asks over TLS.
+pub async fn probe_tls(
+    target: &ProbeTarget,
+    check: &Check,
+    tls: Option<&crate::ServerTls>,
+) -> ProbeOutcome {
     let limit = check.timeout;
     match &check.kind {
-        CheckKind::Tcp => match timeout(limit, connect(target)).await {
-            Ok(Ok(_)) => ProbeOutcome::pass("L4OK"),
-            Ok(Err(e)) => ProbeOutcome::fail(format!("L4CON {e}")),
-            Err(_) => ProbeOutcome::fail(format!(
-                "L4TOUT connect timeout after {}",
-                fmt_duration(limit)
-            )),
-        },
-        CheckKind::Http(http) => match timeout(limit, http_probe(target, http)).await {
+        CheckKind::Tcp => {
+            let attempt = async {
+                let tcp = connect(target)
+                    .await
+                    .map_err(|e| ProbeOutcome::fail(format!("L4CON {e}")))?;
+                match tls {
+                    None => Ok(ProbeOutcome::pass("L4OK")),
+                    Some(t) => t
+                        .connect(tcp, &target.host)
+                        .await
+                        .map(|_| ProbeOutcome::pass("L6OK"))
+                        .map_err(|e| ProbeOutcome::fail(format!("L6RSP {e}"))),
+                }
+            };
+            match timeout(limit, attempt).await {
+                Ok(Ok(outcome) | Err(outcome)) => outcome,
+                Err(_) => ProbeOutcome::fail(format!(
+                    "{} timeout after {}",
+                    if tls.is_some() {
+                        "L6TOUT handshake"
+                    } else {
+                        "L4TOUT connect"
+                    },
+                    fmt_duration(limit)
+                )),
+            }
+        }
+        CheckKind::Http(http) => match timeout(limit, http_probe(target, http, tls)).await {
             Ok(outcome) => outcome,
             Err(_) => ProbeOutcome::fail(format!(
                 "L7TOUT no complete response within {}",
@@ -125,11 +154,28 @@ async fn connect(target: &ProbeTarget) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
-async fn http_probe(target: &ProbeTarget, http: &HttpCheck) -> ProbeOutcome {
+async fn http_probe(
+    target: &ProbeTarget,
+    http: &HttpCheck,
+    tls: Option<&crate::ServerTls>,
+) -> ProbeOutcome {
     let stream = match connect(target).await {
         Ok(s) => s,
         Err(e) => return ProbeOutcome::fail(format!("L4CON {e}")),
     };
+    match tls {
+        None => http_exchange(stream, target, http).await,
+        Some(t) => match t.connect(stream, &target.host).await {
+            Ok(s) => http_exchange(s, target, http).await,
+            Err(e) => ProbeOutcome::fail(format!("L6RSP {e}")),
+        },
+    }
+}
+
+async fn http_exchange<IO>(stream: IO, target: &ProbeTarget, http: &HttpCheck) -> ProbeOutcome
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,

@@ -20,6 +20,7 @@ struct Spec {
     address: ServerAddress,
     check: Option<Check>,
     passive: Passive,
+    tls: Option<halo_config::PoolTls>,
 }
 
 /// Monitors for every `[[pool.server]]` of the current config.
@@ -60,6 +61,7 @@ impl Registry {
                         address: server.address.clone(),
                         check: pool.check.clone(),
                         passive: pool.passive,
+                        tls: pool.tls.clone(),
                     },
                 );
             }
@@ -76,6 +78,7 @@ impl Registry {
                             address: ServerAddress::Socket(SocketAddr::new(e.address, port)),
                             check: Some(check.clone()),
                             passive: Passive::default(),
+                            tls: None,
                         },
                     );
                 }
@@ -93,6 +96,7 @@ impl Registry {
                             address: ServerAddress::Socket(addr),
                             check: Some(track_check()),
                             passive: Passive::default(),
+                            tls: None,
                         },
                     );
                 }
@@ -102,11 +106,12 @@ impl Registry {
             .retain(|key, (spec, _)| wanted.get(key) == Some(spec));
         for (key, spec) in wanted {
             if let Entry::Vacant(slot) = self.monitors.entry(key) {
-                let monitor = self.hub.spawn(
+                let monitor = self.hub.spawn_tls(
                     slot.key().clone(),
                     &spec.address,
                     spec.check.as_ref(),
                     spec.passive,
+                    spec.tls.as_ref(),
                 );
                 slot.insert((spec, monitor));
             }

@@ -55,6 +55,14 @@ pub enum ProxyError {
     /// A proxy thread could not be started.
     #[error("cannot start a proxy thread: {0}")]
     Thread(std::io::Error),
+    /// A pool's `[pool.tls]` files cannot be used.
+    #[error("pool \"{pool}\": {problem}")]
+    PoolTls {
+        /// Pool name.
+        pool: String,
+        /// Where and why.
+        problem: Box<halo_config::Diagnostic>,
+    },
     /// Certificates of an `https` listener cannot serve.
     #[error("listener \"{listener}\": {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Certificates {
@@ -396,6 +404,7 @@ impl Proxy {
         seed: u64,
         threads: Option<usize>,
     ) -> Result<Self, ProxyError> {
+        check_pool_tls(config)?;
         let stats = Arc::new(Stats::default());
         let mut terminators = Terminators::new();
         for l in config
@@ -516,6 +525,7 @@ impl Proxy {
     /// # Errors
     /// An address that cannot be bound, or a protocol not built yet.
     pub fn prepare_reload(&self, config: &Config) -> Result<PreparedReload, ProxyError> {
+        check_pool_tls(config)?;
         let mut prepared = self.bind_new(config, self.workers.len())?;
         let running = self.terminators.load();
         for l in config
@@ -666,6 +676,20 @@ impl Proxy {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Every `[pool.tls]` must load (CA file, client certificate) before the
+/// proxy starts or takes a reload.
+fn check_pool_tls(config: &Config) -> Result<(), ProxyError> {
+    for p in &config.pools {
+        if let Some(t) = &p.tls {
+            halo_health::ServerTls::new(t).map_err(|d| ProxyError::PoolTls {
+                pool: p.name.clone(),
+                problem: Box::new(d),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn log_listening(added: &[(SocketKey, SocketAddr)], config: &Config, threads: usize) {

@@ -36,6 +36,9 @@ pub struct ServerRuntime {
     pub(crate) idle: crate::http::upstream::IdlePool,
     /// Where connections go.
     pub(crate) target: Target,
+    /// `[pool.tls]`: the client side (or why it could not be built) and the
+    /// name to verify when `sni` is not set (the host name or IP address).
+    pub(crate) tls: Option<(Arc<Result<halo_health::ServerTls, String>>, String)>,
     id_hash: u64,
 }
 
@@ -115,6 +118,12 @@ impl PoolRuntime {
         seed: u64,
         resolve_now: bool,
     ) -> Self {
+        // Checked before it gets here (start, prepare_reload); a file that
+        // went bad since fails the connections, saying why.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| Arc::new(halo_health::ServerTls::new(t).map_err(|d| d.to_string())));
         let servers = config
             .servers
             .iter()
@@ -136,6 +145,13 @@ impl PoolRuntime {
                             Target::Name(stats.resolver(host, *port, resolve_now))
                         }
                     },
+                    tls: tls.as_ref().map(|t| {
+                        let host = match &s.address {
+                            ServerAddress::Socket(a) => a.ip().to_string(),
+                            ServerAddress::Name { host, .. } => host.clone(),
+                        };
+                        (Arc::clone(t), host)
+                    }),
                     id_hash: h.finish(),
                 }
             })

@@ -158,17 +158,12 @@ async fn forward(
             Err(NoServer::QueueTimeout) => break "queue timeout",
         };
         let server = in_flight.server();
-        let error = match timeout(timeouts.connect, connect(server)).await {
+        let header = (pool.config.send_proxy != SendProxy::Off)
+            .then(|| crate::proxy_protocol::header(pool.config.send_proxy, peer, local));
+        let error = match timeout(timeouts.connect, open(server, header.as_deref())).await {
             Ok(Ok(mut upstream)) => {
                 server.health.report_success();
                 server.counters.requests.fetch_add(1, Ordering::Relaxed);
-                if pool.config.send_proxy != SendProxy::Off {
-                    let header = crate::proxy_protocol::header(pool.config.send_proxy, peer, local);
-                    if let Err(e) = upstream.write_all(&header).await {
-                        tracing::warn!(listener = %name, server = %server.config.name, error = %e, "cannot send the PROXY header");
-                        return;
-                    }
-                }
                 if !early.is_empty() {
                     if let Err(e) = upstream.write_all(early).await {
                         tracing::warn!(listener = %name, server = %server.config.name, error = %e, "cannot send the ClientHello");
@@ -176,8 +171,16 @@ async fn forward(
                     }
                 }
                 let (cr, cw) = client.into_split();
-                let (sr, sw) = upstream.into_split();
-                let outcome = pump(cr, cw, sr, sw, timeouts.tunnel).await;
+                let outcome = match upstream {
+                    Upstream::Plain(s) => {
+                        let (sr, sw) = s.into_split();
+                        pump(cr, cw, sr, sw, timeouts.tunnel).await
+                    }
+                    Upstream::Tls(s) => {
+                        let (sr, sw) = tokio::io::split(s);
+                        pump(cr, cw, sr, sw, timeouts.tunnel).await
+                    }
+                };
                 let early = early.len() as u64;
                 let (up, down, result) = match &outcome {
                     Ok((up, down)) => (*up + early, *down, None),
@@ -220,6 +223,76 @@ async fn forward(
             ms = started.elapsed().as_millis(), result = failure, "tcp"
         );
     }
+}
+
+/// A connection to a server, in clear or over `[pool.tls]`.
+pub(crate) enum Upstream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Upstream {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(s) => s.write_all(bytes).await,
+            Self::Tls(s) => s.write_all(bytes).await,
+        }
+    }
+}
+
+/// Connects to `server`, sends `proxy_header` (in clear, as HAProxy sends
+/// it before TLS), then does the TLS handshake if the pool speaks TLS. A
+/// failed handshake is a failed connect (another server may be tried).
+pub(crate) async fn open(
+    server: &ServerRuntime,
+    proxy_header: Option<&[u8]>,
+) -> std::io::Result<Upstream> {
+    let mut tcp = connect(server).await?;
+    if let Some(h) = proxy_header {
+        tcp.write_all(h).await?;
+    }
+    let Some((tls, host)) = &server.tls else {
+        return Ok(Upstream::Plain(tcp));
+    };
+    match tls.as_ref() {
+        Ok(tls) => Ok(Upstream::Tls(Box::new(
+            tls.connect(tcp, host)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake: {e}")))?,
+        ))),
+        Err(why) => Err(std::io::Error::other(format!("TLS setup: {why}"))),
+    }
+}
+
+/// A TLS connection to a server as a plain local socket, for the HTTP/1.1
+/// server side (written for sockets): a loopback TCP pair, its far end
+/// pumped against the TLS stream by a task of its own until either closes.
+/// The extra hop costs a few system calls per request; it is only taken for
+/// pools with `[pool.tls]`.
+pub(crate) async fn relay(
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+) -> std::io::Result<TcpStream> {
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let near = TcpStream::connect(listener.local_addr()?).await?;
+    let mine = near.local_addr()?;
+    // Only our own connection is taken: another local process could race
+    // to the port in the moment it is open.
+    let far = loop {
+        let (s, from) = listener.accept().await?;
+        if from == mine {
+            break s;
+        }
+    };
+    drop(listener);
+    near.set_nodelay(true)?;
+    far.set_nodelay(true)?;
+    tokio::spawn(async move {
+        let (fr, fw) = far.into_split();
+        let (tr, tw) = tokio::io::split(tls);
+        // Idle connections are closed by the pool holding `near` (4 s).
+        let _ = pump(fr, fw, tr, tw, Duration::from_secs(86_400)).await;
+    });
+    Ok(near)
 }
 
 pub(crate) async fn connect(server: &ServerRuntime) -> std::io::Result<TcpStream> {

@@ -155,20 +155,34 @@ impl Pki {
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 
-    /// A rustls server config with the leaf `name`.
+    /// A rustls server config with the leaf `name`; with `client_ca`, it
+    /// requires a client certificate signed by the CA.
     fn server(&self, name: &str) -> Arc<rustls::ServerConfig> {
+        self.server_with(name, false)
+    }
+
+    fn server_with(&self, name: &str, client_ca: bool) -> Arc<rustls::ServerConfig> {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(self.dir.join(format!("{name}.pem")))
                 .unwrap()
                 .map(Result::unwrap)
                 .collect();
         let key = PrivateKeyDer::from_pem_file(self.dir.join(format!("{name}.key"))).unwrap();
-        Arc::new(
-            rustls::ServerConfig::builder()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap(),
-        )
+        let builder = rustls::ServerConfig::builder();
+        let builder = if client_ca {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(self.ca()).unwrap() {
+                roots.add(c.unwrap()).unwrap();
+            }
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                    .build()
+                    .unwrap(),
+            )
+        } else {
+            builder.with_no_client_auth()
+        };
+        Arc::new(builder.with_single_cert(chain, key).unwrap())
     }
 }
 
@@ -185,42 +199,71 @@ async fn backend(name: &'static str) -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(http_conn(s, name));
+        }
+    });
+    addr
+}
+
+/// The same over TLS with the leaf `cert`; with `client_ca`, a client
+/// certificate signed by the test CA is required.
+async fn tls_http_backend(
+    pki: &Pki,
+    cert: &str,
+    name: &'static str,
+    client_ca: bool,
+) -> SocketAddr {
+    let config = pki.server_with(cert, client_ca);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    let Ok(n @ 1..) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                        buf.drain(..end + 4);
-                        if head.contains("upgrade: websocket") {
-                            let _ = s
-                                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
-                                .await;
-                            let (mut r, mut w) = s.split();
-                            let _ = tokio::io::copy(&mut r, &mut w).await;
-                            return;
-                        }
-                        let body = format!("{name}\n{head}\n");
-                        let reply = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if s.write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
+                if let Ok(tls) = acceptor.accept(s).await {
+                    http_conn(tls, name).await;
                 }
             });
         }
     });
     addr
+}
+
+async fn http_conn<S>(mut s: S, name: &'static str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let Ok(n @ 1..) = s.read(&mut chunk).await else {
+            return;
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            buf.drain(..end + 4);
+            if head.contains("upgrade: websocket") {
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+                    .await;
+                let (mut r, mut w) = tokio::io::split(s);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                return;
+            }
+            let body = format!("{name}\n{head}\n");
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if s.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 fn pool(name: &str, addr: SocketAddr) -> String {
@@ -705,4 +748,93 @@ async fn example_openshift_router_serves_passthrough_and_edge_routes_on_one_port
         "{}",
         bodies[1]
     );
+}
+
+/// `[pool.tls]`: HTTP and TCP traffic re-encrypted to servers that are
+/// verified against a CA and a name, health checks over TLS, a client
+/// certificate for a server that requires one; a server whose certificate
+/// is not for the name is marked down by its check and gets no traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_tls_reencrypts_verifies_and_checks_over_tls() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("pooltls");
+    pki.leaf("api", &["api.internal.test"]);
+    let (client_cert, client_key) = pki.leaf("halo-client", &["halo.internal.test"]);
+    let api = tls_http_backend(&pki, "api", "api-over-tls", false).await;
+    let mtls = tls_http_backend(&pki, "api", "api-mtls", true).await;
+    let echo = tls_backend(&pki, "api", "echo-tls").await;
+    let ca = pki.ca();
+    let tls = |extra: &str| {
+        format!(
+            "[pool.tls]\nca_file = \"{}\"\nsni = \"api.internal.test\"\n{extra}",
+            ca.display()
+        )
+    };
+    let check = "[pool.check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"100ms\"\nrise = 1\nfall = 1\n";
+    let config = format!(
+        "[[listener]]\nname = \"web\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"http\"\ndefault_pool = \"api\"\n\
+         [[listener.route]]\nhost = \"mtls.test\"\npool = \"mtls\"\n\
+         [[listener.route]]\nhost = \"wrong.test\"\npool = \"wrong\"\n\
+         [[listener]]\nname = \"raw\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"tcp\"\ndefault_pool = \"echo\"\n\
+         [[pool]]\nname = \"api\"\n{}{check}[[pool.server]]\nname = \"a\"\naddress = \"{api}\"\n\
+         [[pool]]\nname = \"mtls\"\n{}[[pool.server]]\nname = \"m\"\naddress = \"{mtls}\"\n\
+         [[pool]]\nname = \"wrong\"\n[pool.tls]\nca_file = \"{}\"\nsni = \"other.internal.test\"\n{check}[[pool.server]]\nname = \"w\"\naddress = \"{api}\"\n\
+         [[pool]]\nname = \"echo\"\n{}[[pool.server]]\nname = \"e\"\naddress = \"{echo}\"\n",
+        tls(""),
+        tls(&format!(
+            "cert = \"{}\"\nkey = \"{}\"\n",
+            client_cert.display(),
+            client_key.display()
+        )),
+        ca.display(),
+        tls(""),
+    );
+    let run = Running::start(&config).await;
+    let bound = run.proxy.bound();
+    let (web, raw_at) = (bound[0].1, bound[1].1);
+    let get = |host: &'static str| async move {
+        let mut s = TcpStream::connect(web).await.unwrap();
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        timeout(DEADLINE, s.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // Re-encrypted, on a pooled connection twice.
+    for _ in 0..2 {
+        let answer = get("api.test").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("api-over-tls\n"), "{answer}");
+    }
+    // Mutual TLS: the server asks for, and gets, halo's client certificate.
+    let answer = get("mtls.test").await;
+    assert!(answer.contains("api-mtls\n"), "{answer}");
+    // The wrong name: the check fails the handshake and marks it down;
+    // requests get 503 (none was sent in clear).
+    run.wait_down("wrong", "w").await;
+    let answer = get("wrong.test").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // TCP mode over TLS to the server.
+    let mut s = TcpStream::connect(raw_at).await.unwrap();
+    let mut line = vec![0u8; 9];
+    timeout(DEADLINE, s.read_exact(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, b"echo-tls\n");
+    s.write_all(b"through").await.unwrap();
+    let mut echo_back = [0u8; 7];
+    timeout(DEADLINE, s.read_exact(&mut echo_back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo_back, b"through");
 }

@@ -11,12 +11,19 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<ExitCode> {
         Ok(config) => {
             // The files the config names: every certificate must parse and
             // match its key.
-            let problems: Vec<halo_config::Diagnostic> = config
+            let mut problems: Vec<halo_config::Diagnostic> = config
                 .listeners
                 .iter()
                 .filter_map(|l| halo_proxy::tls::check(&l.tls.certificates).err())
                 .flatten()
                 .collect();
+            problems.extend(
+                config
+                    .pools
+                    .iter()
+                    .filter_map(|p| p.tls.as_ref())
+                    .filter_map(|t| halo_health::ServerTls::new(t).err()),
+            );
             if !problems.is_empty() {
                 report(&ConfigError::Invalid(problems))?;
                 return Ok(ExitCode::FAILURE);

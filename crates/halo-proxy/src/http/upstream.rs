@@ -7,7 +7,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use halo_config::SendProxy;
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::h1::Conn;
@@ -95,10 +94,11 @@ pub(crate) async fn connect(
     client: SocketAddr,
     local: SocketAddr,
 ) -> std::io::Result<Conn> {
-    let mut stream = crate::tcp::connect(server).await?;
-    if send_proxy != SendProxy::Off {
-        let header = crate::proxy_protocol::header(send_proxy, client, local);
-        stream.write_all(&header).await?;
-    }
+    let header = (send_proxy != SendProxy::Off)
+        .then(|| crate::proxy_protocol::header(send_proxy, client, local));
+    let stream = match crate::tcp::open(server, header.as_deref()).await? {
+        crate::tcp::Upstream::Plain(s) => s,
+        crate::tcp::Upstream::Tls(s) => crate::tcp::relay(*s).await?,
+    };
     Ok(Conn::new(stream))
 }
