@@ -62,7 +62,7 @@ PIDS+=($!)
 cat > "$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 4000
   tune.ssl.default-dh-param 2048
 defaults
   mode http
@@ -110,10 +110,12 @@ PIDS+=($HALO_PID)
 
 wait_up http://127.0.0.1:28081/
 for port in 28443 28453; do
+  up=0
   for _ in $(seq 1 100); do
-    curl -kfs -o /dev/null "https://127.0.0.1:$port/" && break
+    curl -kfs -o /dev/null "https://127.0.0.1:$port/" && { up=1; break; }
     sleep 0.1
   done
+  [ "$up" = 1 ] || { echo "not answering: https://127.0.0.1:$port/" >&2; cat "$WORK"/*.log >&2; exit 1; }
 done
 
 echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=$DUR conns=$CONNS key=$KEY"
