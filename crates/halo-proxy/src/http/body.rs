@@ -85,14 +85,18 @@ pub(crate) enum ClientBody {
 /// the connection when the body is done.
 #[derive(Debug)]
 pub(crate) struct H1Body {
-    pub(crate) io: Arc<TcpStream>,
+    pub(crate) io: Arc<super::client_io::ClientIo>,
     pub(crate) buf: BytesMut,
     decoder: Decoder,
 }
 
 impl H1Body {
     /// A body of `length` bytes, or chunked (`None`).
-    pub(crate) fn new(io: Arc<TcpStream>, buf: BytesMut, length: Option<u64>) -> Self {
+    pub(crate) fn new(
+        io: Arc<super::client_io::ClientIo>,
+        buf: BytesMut,
+        length: Option<u64>,
+    ) -> Self {
         let decoder = match length {
             Some(0) => Decoder::Done,
             Some(n) => Decoder::Length(n),
@@ -109,7 +113,7 @@ impl H1Body {
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
-            match ready!(h1::poll_fill(
+            match ready!(super::client_io::poll_fill(
                 &mut self.io,
                 &mut self.buf,
                 h1::BODY_READ,

@@ -1,7 +1,6 @@
-//! Client connections served by hyper: HTTP/2 (cleartext with prior
-//! knowledge, or over TLS by ALPN) and HTTP/1.1 over TLS. Each request meets
-//! the HTTP/1.1 server side in [`forward`]. (Cleartext HTTP/1.1 has its own,
-//! faster loop in `server`.)
+//! HTTP/2 from clients (cleartext with prior knowledge, or over TLS by
+//! ALPN), served by hyper; each request meets the HTTP/1.1 server side in
+//! [`forward`].
 
 use std::convert::Infallible;
 use std::io;
@@ -16,10 +15,10 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::body::{Body, ClientBody, Counted, UpstreamBody};
+use super::body::{Body, ClientBody, Counted};
 use super::h1::{self, RequestBody};
 use super::{ConnCtx, Generated, MAX_HEAD, Outgoing, Reply, forward, route};
 use crate::stats::Counters;
@@ -56,49 +55,8 @@ fn connection_error(ctx: &ConnCtx, e: &hyper::Error) {
     );
 }
 
-/// Serves HTTP/1.1 (keep-alive, pipelining, 100-continue, Upgrade) on a TLS
-/// stream. Heads over [`MAX_HEAD`] get 431, malformed ones 400 (hyper's
-/// own answers); an idle connection or a slow head is closed after
-/// `request_header`.
-pub(super) async fn serve_http1<IO>(ctx: Arc<ConnCtx>, io: IO)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(ctx.request_header)
-        .max_buf_size(MAX_HEAD)
-        .max_headers(128);
-    let service = {
-        let ctx = Arc::clone(&ctx);
-        service_fn(move |req| handle(req, Arc::clone(&ctx)))
-    };
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    if let Err(e) = conn.await {
-        if !e.is_incomplete_message() && !e.is_timeout() {
-            connection_error(&ctx, &e);
-        }
-    }
-}
-
-async fn handle(
-    mut req: Request<Incoming>,
-    ctx: Arc<ConnCtx>,
-) -> Result<Response<Body>, Infallible> {
+async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    // An HTTP/1.1 Upgrade (WebSocket) without a body: tunnelled after a 101.
-    let upgrade = req.version() == http::Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| h1::has_token(v.as_bytes(), b"upgrade"))
-        && req.body().is_end_stream();
-    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     // :authority, or a Host header.
     let host = match req.headers().get(header::HOST) {
         Some(h) => Some(h.clone()),
@@ -142,7 +100,7 @@ async fn handle(
             client_ip: &ctx.client_ip,
             proto: ctx.proto(),
         },
-        upgrade,
+        false,
         framing,
     );
     let log = log.then(|| (host_str.to_owned(), target.to_owned()));
@@ -155,26 +113,12 @@ async fn handle(
             counters: [Arc::clone(&ctx.counters), Arc::clone(&pool.counters)],
         }),
         chunked: framing == RequestBody::Chunked,
-        upgrade,
+        upgrade: false,
         send_continue: None,
         started,
         log,
     };
     Ok(match forward(out, &ctx, pool).await {
-        Reply::Server(head, body) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
-            let Some(on_upgrade) = on_upgrade else {
-                // forward() turns an unasked-for 101 into a 502.
-                return Ok(generated(Generated::new(
-                    http::StatusCode::BAD_GATEWAY,
-                    "502 bad response from the server\n",
-                )));
-            };
-            let mut resp = Response::new(Body::text(String::new()));
-            *resp.status_mut() = head.status;
-            *resp.headers_mut() = head.header_map();
-            tokio::spawn(tunnel(on_upgrade, body));
-            resp
-        }
         Reply::Server(head, body) => {
             let mut resp = Response::new(Body::Upstream(body));
             *resp.status_mut() = head.status;
@@ -183,34 +127,6 @@ async fn handle(
         }
         Reply::Generated(reply) => generated(reply),
     })
-}
-
-/// After a 101 to an upgrade on a hyper connection: the client's upgraded
-/// stream and the server's connection carry the new protocol, what the
-/// server sent early first.
-async fn tunnel(on_upgrade: hyper::upgrade::OnUpgrade, mut body: UpstreamBody) {
-    let Some(conn) = body.conn.take() else {
-        return;
-    };
-    let (Ok(client), Ok(server)) = (on_upgrade.await, Arc::try_unwrap(conn.io)) else {
-        body.set_result("tunnel error");
-        return;
-    };
-    let early_down = conn.buf;
-    let idle = body.in_flight.pool().config.timeouts.tunnel;
-    let (cr, mut cw) = tokio::io::split(TokioIo::new(client));
-    let outcome = match cw.write_all(&early_down).await {
-        Ok(()) => {
-            let (sr, sw) = server.into_split();
-            crate::tcp::pump(cr, cw, sr, sw, idle).await
-        }
-        Err(error) => Err(crate::tcp::PumpError {
-            up: 0,
-            down: 0,
-            error,
-        }),
-    };
-    body.end_tunnel(outcome, 0, early_down.len() as u64);
 }
 
 /// halo's own answer as a response for hyper.

@@ -18,6 +18,7 @@
 //! not a sick server.
 
 pub(crate) mod body;
+pub(crate) mod client_io;
 pub(crate) mod h1;
 mod h2;
 pub(crate) mod route;
@@ -159,7 +160,9 @@ pub(crate) async fn serve_tls(
     if h2 {
         h2::serve(ctx, tls, bytes::Bytes::new()).await;
     } else {
-        h2::serve_http1(ctx, tls).await;
+        // HTTP/1.1: halo's own engine, as for cleartext.
+        let io = client_io::ClientIo::Tls(Box::new(std::sync::Mutex::new(tls)));
+        server::serve(ctx, io).await;
     }
 }
 
@@ -245,7 +248,7 @@ async fn serve_active(
         (request_header, client_timeout),
         false,
     );
-    server::serve(ctx, stream).await;
+    server::serve(ctx, client_io::ClientIo::Plain(stream)).await;
 }
 
 /// One line per request, written when the response body is done.
@@ -298,7 +301,7 @@ pub(crate) struct Outgoing {
     upgrade: bool,
     /// An HTTP/1.1 client waiting for `100 Continue` before its body: told
     /// once a server has the head.
-    send_continue: Option<Arc<TcpStream>>,
+    send_continue: Option<Arc<client_io::ClientIo>>,
     started: Instant,
     /// Host and path for the access log, when it is on.
     log: Option<(String, String)>,
@@ -475,7 +478,9 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
             if let Some(client) = out.send_continue.take() {
                 // A client that cannot hear this will not send its body
                 // either; the body writer then reports it.
-                let _ = h1::write_all(&client, &mut [IoSlice::new(server::CONTINUE)]).await;
+                let _ = client
+                    .write_all(&mut [IoSlice::new(server::CONTINUE)])
+                    .await;
             }
             let writer = out
                 .body

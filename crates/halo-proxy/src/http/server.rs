@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use super::client_io::{self, ClientIo};
 use bytes::{Buf as _, BytesMut};
 use http::{Method, StatusCode};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::body::{
@@ -85,8 +85,8 @@ const REFUSED: Conn = Conn {
 };
 
 /// Serves one client connection (its first byte has arrived).
-pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
-    let mut io = Arc::new(stream);
+pub(super) async fn serve(ctx: Arc<ConnCtx>, io: ClientIo) {
+    let mut io = Arc::new(io);
     let mut buf = BytesMut::new();
     let mut first = true;
     loop {
@@ -108,7 +108,8 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
                 );
                 break Step::Answer(0, REFUSED, g);
             }
-            let fill = std::future::poll_fn(|cx| h1::poll_fill(&mut io, &mut buf, HEAD_READ, cx));
+            let fill =
+                std::future::poll_fn(|cx| client_io::poll_fill(&mut io, &mut buf, HEAD_READ, cx));
             match timeout_at(deadline, fill).await {
                 Ok(Ok(1..)) => {}
                 Ok(Ok(0) | Err(_)) => {
@@ -137,10 +138,18 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream) {
 
         let (conn, reply) = match step {
             Step::H2 => {
-                let Ok(stream) = Arc::try_unwrap(io) else {
-                    return;
-                };
-                h2::serve(ctx, stream, buf.freeze()).await;
+                match Arc::try_unwrap(io) {
+                    Ok(ClientIo::Plain(s)) => h2::serve(ctx, s, buf.freeze()).await,
+                    // (Over TLS, ALPN chose HTTP/1.1, yet the client speaks
+                    // HTTP/2: served all the same.)
+                    Ok(ClientIo::Tls(m)) => {
+                        let tls = m
+                            .into_inner()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        h2::serve(ctx, tls, buf.freeze()).await;
+                    }
+                    Err(_) => {}
+                }
                 return;
             }
             Step::Answer(len, conn, g) => {
@@ -417,7 +426,7 @@ fn client_error(
 /// Writes halo's own answer; `false` when the client could not take it.
 async fn write_generated(
     ctx: &ConnCtx,
-    io: &TcpStream,
+    io: &ClientIo,
     g: &Generated,
     head_request: bool,
     http11: bool,
@@ -442,7 +451,7 @@ async fn write_generated(
         out.extend_from_slice(g.msg.as_bytes());
     }
     let mut bufs = [IoSlice::new(&out)];
-    let write = h1::write_all(io, &mut bufs);
+    let write = io.write_all(&mut bufs);
     matches!(timeout(ctx.client_timeout, write).await, Ok(Ok(())))
 }
 
@@ -450,22 +459,19 @@ async fn write_generated(
 /// first and what the client still sends is read and dropped for a moment
 /// (nginx's lingering close), because closing a socket with unread input
 /// sends a reset, which can destroy the answer before the client reads it.
-async fn linger(io: &TcpStream) {
+async fn linger(io: &ClientIo) {
     const LINGER: Duration = Duration::from_secs(2);
     const MAX_DRAIN: usize = 1 << 20;
-    let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
     let deadline = Instant::now() + LINGER;
+    if timeout_at(deadline, io.shutdown_write()).await.is_err() {
+        return;
+    }
     let mut drained = 0;
     let mut scratch = [0u8; 4096];
     while drained < MAX_DRAIN {
-        if !matches!(timeout_at(deadline, io.readable()).await, Ok(Ok(()))) {
-            return;
-        }
-        match io.try_read(&mut scratch) {
-            Ok(0) => return,
-            Ok(n) => drained += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+        match timeout_at(deadline, io.read_some(&mut scratch)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => drained += n,
         }
     }
 }
@@ -474,7 +480,7 @@ async fn linger(io: &TcpStream) {
 /// done (the client asked, the framing needs a close, the body failed, or
 /// the client stopped reading); otherwise the request-body writer, if any.
 async fn write_response(
-    io: &TcpStream,
+    io: &ClientIo,
     resp: ResponseHead,
     mut body: UpstreamBody,
     conn: Conn,
@@ -524,7 +530,7 @@ async fn write_response(
         };
         let mut bufs = [first, framed[0], framed[1], framed[2]].map(IoSlice::new);
         if bufs.iter().any(|b| !b.is_empty()) {
-            match timeout(client_timeout, h1::write_all(io, &mut bufs)).await {
+            match timeout(client_timeout, io.write_all(&mut bufs)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     body.set_result("client aborted");
@@ -547,12 +553,7 @@ async fn write_response(
 
 /// After a 101: the client's connection and the server's carry the new
 /// protocol, bytes either side sent early first.
-async fn tunnel(
-    io: Arc<TcpStream>,
-    early_up: BytesMut,
-    resp: ResponseHead,
-    mut body: UpstreamBody,
-) {
+async fn tunnel(io: Arc<ClientIo>, early_up: BytesMut, resp: ResponseHead, mut body: UpstreamBody) {
     let Some(conn) = body.conn.take() else {
         return;
     };
@@ -565,11 +566,9 @@ async fn tunnel(
     head.extend_from_slice(b"\r\n");
     let idle = body.in_flight.pool().config.timeouts.tunnel;
     let started = async {
-        h1::write_all(
-            &client,
-            &mut [IoSlice::new(&head), IoSlice::new(&early_down)],
-        )
-        .await?;
+        client
+            .write_all(&mut [IoSlice::new(&head), IoSlice::new(&early_down)])
+            .await?;
         if !early_up.is_empty() {
             h1::write_all(&server, &mut [IoSlice::new(&early_up)]).await?;
         }
@@ -577,7 +576,7 @@ async fn tunnel(
     };
     let outcome = match started.await {
         Ok(()) => {
-            let (cr, cw) = client.into_split();
+            let (cr, cw) = client.into_halves();
             let (sr, sw) = server.into_split();
             crate::tcp::pump(cr, cw, sr, sw, idle).await
         }
