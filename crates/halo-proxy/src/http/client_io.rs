@@ -112,9 +112,7 @@ pub(crate) fn poll_fill(
     room: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < room / 4 {
-        buf.reserve(room);
-    }
+    super::h1::make_room(buf, room);
     // Ours alone: through `AsyncRead` (on a socket tokio then knows a short
     // read drained it and skips the read that would only say EAGAIN).
     if let Some(io) = Arc::get_mut(io) {
@@ -128,13 +126,7 @@ pub(crate) fn poll_fill(
     }
     // A request-body reader or a 100-continue writer holds the other handle.
     match &**io {
-        ClientIo::Plain(s) => loop {
-            ready!(s.poll_read_ready(cx))?;
-            match s.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                result => return Poll::Ready(result),
-            }
-        },
+        ClientIo::Plain(s) => super::h1::poll_read_shared(s, buf, cx),
         ClientIo::Tls(m) => tokio_util::io::poll_read_buf(Pin::new(&mut *lock(m)), cx, buf),
     }
 }

@@ -78,9 +78,7 @@ pub(crate) fn poll_fill(
     room: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < room / 4 {
-        buf.reserve(room);
-    }
+    make_room(buf, room);
     // Through `AsyncRead` when the socket is ours alone: tokio then knows a
     // short read drained the socket and skips the read that would only say
     // EAGAIN (one system call per response).
@@ -88,6 +86,22 @@ pub(crate) fn poll_fill(
         return tokio_util::io::poll_read_buf(Pin::new(io), cx, buf);
     }
     // A request-body writer holds the other handle.
+    poll_read_shared(io, buf, cx)
+}
+
+/// Room for `room` more bytes in `buf` (grown in steps, not per read).
+pub(crate) fn make_room(buf: &mut BytesMut, room: usize) {
+    if buf.capacity() - buf.len() < room / 4 {
+        buf.reserve(room);
+    }
+}
+
+/// A read through a shared handle on the socket.
+pub(crate) fn poll_read_shared(
+    io: &TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     loop {
         ready!(io.poll_read_ready(cx))?;
         match io.try_read_buf(buf) {
