@@ -18,9 +18,13 @@
 # counted): on 2 cores wrk's own handshake work can be the limit, and then the
 # rates read alike while the CPU per handshake still tells the servers apart.
 #
+# QUOTA=N (percent of one core, root, cgroup v1 cpu controller) caps each
+# proxy at N % of a core, the same budget for both: then wrk, with a whole
+# core, is not the limit and the rates compare the servers' capacity.
+#
 # Usage: apt-get install -y haproxy nginx-light wrk openssl   (as root)
 #        cargo build --release
-#        bench/tls.sh                 # RUNS=3 DUR=10s CONNS=50 PIN=1 KEY=ec
+#        bench/tls.sh                 # RUNS=3 DUR=10s CONNS=50 PIN=1 KEY=ec QUOTA=
 # Only 127.0.0.1 is used; only processes started here are stopped.
 set -euo pipefail
 
@@ -39,7 +43,24 @@ for tool in nginx haproxy wrk openssl taskset curl; do
 done
 [ -x "$HALO" ] || { echo "no halo binary at $HALO: run cargo build --release" >&2; exit 2; }
 
-trap stop_started EXIT
+QUOTA=${QUOTA:-}
+CGROUPS=()
+# cap PID NAME: the process (every thread) into a cgroup of its own with
+# QUOTA % of one core.
+cap() {
+  [ -n "$QUOTA" ] || return 0
+  local g=/sys/fs/cgroup/cpu/halo-bench-$2-$$
+  mkdir "$g" || { echo "QUOTA needs root and /sys/fs/cgroup/cpu (cgroup v1)" >&2; exit 2; }
+  CGROUPS+=("$g")
+  echo 100000 > "$g/cpu.cfs_period_us"
+  echo $((QUOTA * 1000)) > "$g/cpu.cfs_quota_us"
+  echo "$1" > "$g/cgroup.procs"
+}
+cleanup() {
+  stop_started
+  for g in "${CGROUPS[@]:-}"; do [ -n "$g" ] && rmdir "$g" 2>/dev/null || true; done
+}
+trap cleanup EXIT
 if [ "$PIN" = 1 ]; then CLI="taskset -c 0"; SRV="taskset -c 1"; else CLI=""; SRV=""; fi
 
 # ---------------- the certificate ----------------
@@ -80,6 +101,7 @@ haproxy -c -f "$WORK/haproxy.cfg" >/dev/null
 $SRV haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 PIDS+=($HAPROXY_PID)
+cap "$HAPROXY_PID" haproxy
 
 # ---------------- halo (the same setup) ----------------
 cat > "$WORK/halo.toml" <<EOF
@@ -107,6 +129,7 @@ EOF
 RUST_LOG=warn $SRV "$HALO" run -c "$WORK/halo.toml" > "$WORK/halo.log" 2>&1 &
 HALO_PID=$!
 PIDS+=($HALO_PID)
+cap "$HALO_PID" halo
 
 wait_up http://127.0.0.1:28081/
 for port in 28443 28453; do
@@ -118,7 +141,7 @@ for port in 28443 28453; do
   [ "$up" = 1 ] || { echo "not answering: https://127.0.0.1:$port/" >&2; cat "$WORK"/*.log >&2; exit 1; }
 done
 
-echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=$DUR conns=$CONNS key=$KEY"
+echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=$DUR conns=$CONNS key=$KEY quota=${QUOTA:-none}"
 echo "# $(haproxy -vv | grep -m1 -E '^HAProxy version')"
 echo "# HAProxy $(haproxy -vv | grep -m1 'Running on OpenSSL')"
 echo "# $(openssl version)"
