@@ -21,7 +21,9 @@
 #
 # Usage: apt-get install -y gdnsd dnsperf bind9-dnsutils python3   (as root)
 #        cargo build --release
-#        bench/dns.sh        # RUNS=3 DUR=10 CLIENTS=4 PIN=1
+#        bench/dns.sh        # RUNS=3 DUR=10 CLIENTS=4 PIN=1 QUOTA=
+# QUOTA=N caps each server at N % of one core (bench/lib.sh `cap`): the same
+# CPU budget, so dnsperf is not the limit and the QPS compare capacity.
 # Only 127.0.0.0/8 is used; only processes started here are stopped.
 set -euo pipefail
 
@@ -42,7 +44,7 @@ for tool in gdnsd dnsperf dig python3 taskset; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y gdnsd dnsperf bind9-dnsutils python3" >&2; exit 2; }
 done
 [ -x "$HALO" ] || { echo "no halo binary at $HALO: run cargo build --release" >&2; exit 2; }
-trap stop_started EXIT
+trap cleanup EXIT
 
 if [ "$PIN" = 1 ]; then CLI="taskset -c 1"; SRV="taskset -c 0"; THREADS=1; else CLI=""; SRV=""; THREADS=$(nproc); fi
 
@@ -91,6 +93,7 @@ gdnsd -c "$WORK/gdnsd" checkconf > "$WORK/gdnsd.log" 2>&1 || { cat "$WORK/gdnsd.
 $SRV gdnsd -c "$WORK/gdnsd" start >> "$WORK/gdnsd.log" 2>&1 &
 GDNSD_PID=$!
 PIDS+=($GDNSD_PID)
+cap "$GDNSD_PID" gdnsd
 
 # ---------------- halo (the same zone) ----------------
 CHECK='{ check = { type = "tcp", port = '"$BPORT"', interval = "2s", timeout = "1s", rise = 1, fall = 1 } }'
@@ -151,6 +154,7 @@ EOF
 RUST_LOG=warn $SRV "$HALO" run -c "$WORK/halo.toml" > "$WORK/halo.log" 2>&1 &
 HALO_PID=$!
 PIDS+=($HALO_PID)
+cap "$HALO_PID" halo
 
 # Both up, and both past their first checks: .13 is gone from mfo.
 settled() {  # port
@@ -165,7 +169,7 @@ for port in $GPORT $HPORT; do
 done
 
 
-echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=${DUR}s clients=$CLIENTS threads=$THREADS"
+echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=${DUR}s clients=$CLIENTS threads=$THREADS quota=${QUOTA:-none}"
 echo "# gdnsd $(gdnsd 2>&1 | sed -n 's/^gdnsd version //p' | head -1)  $(dnsperf -h 2>&1 | grep -o 'DNS Performance Testing Tool.*' | head -1)"
 echo "# $("$HALO" --version)"
 for n in plain fo mfo; do

@@ -51,3 +51,24 @@ TCK=$(getconf CLK_TCK)
 
 # median: of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+# QUOTA=N (percent of one core; root, cgroup v1 cpu controller): cap PID NAME
+# puts the process (every thread) in a cgroup of its own limited to N % of
+# a core, the same budget for each server compared, so the load generator
+# is not the limit. Without QUOTA it does nothing. cleanup stops what was
+# started and removes the cgroups.
+QUOTA=${QUOTA:-}
+CGROUPS=()
+cap() {
+  [ -n "$QUOTA" ] || return 0
+  local g=/sys/fs/cgroup/cpu/halo-bench-$2-$$
+  mkdir "$g" || { echo "QUOTA needs root and /sys/fs/cgroup/cpu (cgroup v1)" >&2; exit 2; }
+  CGROUPS+=("$g")
+  echo 100000 > "$g/cpu.cfs_period_us"
+  echo $((QUOTA * 1000)) > "$g/cpu.cfs_quota_us"
+  echo "$1" > "$g/cgroup.procs"
+}
+cleanup() {
+  stop_started
+  for g in "${CGROUPS[@]:-}"; do [ -n "$g" ] && rmdir "$g" 2>/dev/null || true; done
+}

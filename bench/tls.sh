@@ -43,23 +43,6 @@ for tool in nginx haproxy wrk openssl taskset curl; do
 done
 [ -x "$HALO" ] || { echo "no halo binary at $HALO: run cargo build --release" >&2; exit 2; }
 
-QUOTA=${QUOTA:-}
-CGROUPS=()
-# cap PID NAME: the process (every thread) into a cgroup of its own with
-# QUOTA % of one core.
-cap() {
-  [ -n "$QUOTA" ] || return 0
-  local g=/sys/fs/cgroup/cpu/halo-bench-$2-$$
-  mkdir "$g" || { echo "QUOTA needs root and /sys/fs/cgroup/cpu (cgroup v1)" >&2; exit 2; }
-  CGROUPS+=("$g")
-  echo 100000 > "$g/cpu.cfs_period_us"
-  echo $((QUOTA * 1000)) > "$g/cpu.cfs_quota_us"
-  echo "$1" > "$g/cgroup.procs"
-}
-cleanup() {
-  stop_started
-  for g in "${CGROUPS[@]:-}"; do [ -n "$g" ] && rmdir "$g" 2>/dev/null || true; done
-}
 trap cleanup EXIT
 if [ "$PIN" = 1 ]; then CLI="taskset -c 0"; SRV="taskset -c 1"; else CLI=""; SRV=""; fi
 
