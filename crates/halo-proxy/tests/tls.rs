@@ -214,17 +214,30 @@ async fn tls_http_backend(
     name: &'static str,
     client_ca: bool,
 ) -> SocketAddr {
-    let config = pki.server_with(cert, client_ca);
+    tls_server(pki.server_with(cert, client_ca), move |tls| {
+        http_conn(tls, name)
+    })
+    .await
+}
+
+/// Accepts TLS on 127.0.0.1:0 with `config`; each connection, once its
+/// handshake is done, goes to `handle`.
+async fn tls_server<F, Fut>(config: Arc<rustls::ServerConfig>, handle: F) -> SocketAddr
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let handle = Arc::new(handle);
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
-            let acceptor = acceptor.clone();
+            let (acceptor, handle) = (acceptor.clone(), Arc::clone(&handle));
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(s).await {
-                    http_conn(tls, name).await;
+                    handle(tls).await;
                 }
             });
         }
@@ -512,28 +525,16 @@ async fn min_version_1_3_refuses_tls_1_2() {
 
 /// A TLS backend: after the handshake it writes its name, then echoes.
 async fn tls_backend(pki: &Pki, cert: &str, name: &'static str) -> SocketAddr {
-    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server(cert));
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(s).await else {
-                    return;
-                };
-                let _ = tls.write_all(format!("{name}\n").as_bytes()).await;
-                let mut buf = [0u8; 1024];
-                while let Ok(n @ 1..) = tls.read(&mut buf).await {
-                    if tls.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    tls_server(pki.server(cert), move |mut tls| async move {
+        let _ = tls.write_all(format!("{name}\n").as_bytes()).await;
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            if tls.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
