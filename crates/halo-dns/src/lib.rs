@@ -242,7 +242,7 @@ impl Dns {
             workers.push(
                 Worker::start(
                     i,
-                    vec![pair],
+                    pair,
                     &self.published,
                     &counters,
                     &self.notify,
@@ -395,22 +395,22 @@ fn bind_pair_once(
     Ok((udp.into(), tcp.into()))
 }
 
-/// One worker: a thread per UDP socket (blocking, batched: `udp`) and one
-/// thread with a small runtime for the TCP listeners, each on its own copy
-/// of every listen address.
+/// One worker of one listen address: a thread for its UDP socket (blocking,
+/// batched: `udp`) and one with a small runtime for its TCP listener, on
+/// its own copy of the address.
 #[derive(Debug)]
 struct Worker {
     stop: Arc<AtomicBool>,
     tcp_stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// Handles on the UDP sockets, to wake their blocked receives on stop.
-    udp_sockets: Vec<std::net::UdpSocket>,
+    /// A handle on the UDP socket, to wake its blocked receive on stop.
+    udp_socket: Option<std::net::UdpSocket>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
     fn start(
         index: usize,
-        sockets: Vec<(std::net::UdpSocket, std::net::TcpListener)>,
+        (udp, listener): (std::net::UdpSocket, std::net::TcpListener),
         published: &Arc<ArcSwap<Published>>,
         counters: &Arc<Counters>,
         notify: &UnboundedSender<std::net::IpAddr>,
@@ -436,40 +436,32 @@ impl Worker {
         let mut worker = Self {
             stop: Arc::new(AtomicBool::new(false)),
             tcp_stop: Some(tcp_stop),
-            udp_sockets: Vec::new(),
+            udp_socket: None,
             threads: Vec::new(),
         };
-        let mut tcp = Vec::new();
-        for (n, (udp, listener)) in sockets.into_iter().enumerate() {
-            udp::prepare(&udp)?;
-            worker.udp_sockets.push(udp.try_clone()?);
-            let answerer = make(seed ^ n as u64);
-            let stop = Arc::clone(&worker.stop);
-            // On error `worker` drops here and stops the threads already started.
-            worker.threads.push(
-                std::thread::Builder::new()
-                    .name(format!("halo-dns-udp-{index}"))
-                    .spawn(move || udp::serve(udp, answerer, stop))?,
-            );
-            tcp.push(listener);
-        }
+        udp::prepare(&udp)?;
+        worker.udp_socket = Some(udp.try_clone()?);
+        let answerer = make(seed);
+        let stop = Arc::clone(&worker.stop);
+        // On error `worker` drops here and stops the threads already started.
+        worker.threads.push(
+            std::thread::Builder::new()
+                .name(format!("halo-dns-udp-{index}"))
+                .spawn(move || udp::serve(udp, answerer, stop))?,
+        );
         worker.threads.push(
             std::thread::Builder::new()
                 .name(format!("halo-dns-tcp-{index}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        let counter = Arc::new(std::sync::atomic::AtomicU64::new(seed));
-                        for listener in tcp {
-                            match TcpListener::from_std(listener) {
-                                Ok(t) => {
-                                    let make = make.clone();
-                                    let counter = Arc::clone(&counter);
-                                    tokio::spawn(server::serve_tcp(t, move || {
-                                        make(counter.fetch_add(1, Ordering::Relaxed))
-                                    }));
-                                }
-                                Err(e) => tracing::error!(error = %e, "cannot serve DNS socket"),
+                        let counter = std::sync::atomic::AtomicU64::new(seed);
+                        match TcpListener::from_std(listener) {
+                            Ok(t) => {
+                                tokio::spawn(server::serve_tcp(t, move || {
+                                    make(counter.fetch_add(1, Ordering::Relaxed))
+                                }));
                             }
+                            Err(e) => tracing::error!(error = %e, "cannot serve DNS socket"),
                         }
                         // Runs until the Dns is dropped; dropping the runtime
                         // then ends this thread's connection tasks.
@@ -484,7 +476,7 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for s in &self.udp_sockets {
+        if let Some(s) = &self.udp_socket {
             // Wakes a receive blocked on the socket (Linux does so even for an
             // unconnected UDP socket, while reporting ENOTCONN); the receive
             // timeout is the fallback.

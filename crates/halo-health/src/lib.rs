@@ -24,4 +24,4 @@ pub use machine::{AdminState, Machine, Params, Reason, Transition};
 pub use monitor::{HealthEvent, HealthHub, Monitor, ServerHealth, ServerKey};
 pub use probe::{ProbeOutcome, ProbeTarget};
 pub use registry::{Registry, gslb_key, track_key};
-pub use tls::ServerTls;
+pub use tls::{PoolTlsClient, ServerTls};

@@ -187,7 +187,8 @@ impl HealthHub {
     }
 
     /// As [`Self::spawn`], checking over TLS when `tls` is given
-    /// (`[pool.tls]`; a TLS setup that fails fails every check, saying why).
+    /// (`[pool.tls]`; a client that could not be built fails every check,
+    /// saying why).
     ///
     /// # Panics
     /// Outside a tokio runtime (the monitor is a tokio task).
@@ -198,7 +199,7 @@ impl HealthHub {
         address: &ServerAddress,
         check: Option<&Check>,
         passive: Passive,
-        tls: Option<&halo_config::PoolTls>,
+        tls: Option<crate::PoolTlsClient>,
     ) -> Monitor {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.seed.hash(&mut hasher);
@@ -215,7 +216,6 @@ impl HealthHub {
             error_limit: passive.error_limit,
             wake: Notify::new(),
         });
-        let tls = tls.map(|t| Arc::new(crate::ServerTls::new(t).map_err(|d| d.message)));
         let probe_with = check.map(|c| Probe {
             target: ProbeTarget::new(address, c.port),
             check: c.clone(),
@@ -266,8 +266,8 @@ type ProbeFuture = Pin<Box<dyn Future<Output = ProbeOutcome> + Send>>;
 struct Probe {
     target: ProbeTarget,
     check: Check,
-    /// `[pool.tls]`, built once; an error fails every check.
-    tls: Option<Arc<Result<crate::ServerTls, String>>>,
+    /// `[pool.tls]`, the pool's client; an error fails every check.
+    tls: Option<crate::PoolTlsClient>,
 }
 
 async fn run(

@@ -28,6 +28,10 @@ struct Spec {
 pub struct Registry {
     hub: HealthHub,
     monitors: HashMap<ServerKey, (Spec, Monitor)>,
+    /// Each `[pool.tls]` pool's client, built anew at every `apply` (a
+    /// reload reads a replaced CA file), shared by the pool's new monitors
+    /// and the proxy.
+    pool_tls: HashMap<String, crate::PoolTlsClient>,
 }
 
 impl Registry {
@@ -37,6 +41,7 @@ impl Registry {
         Self {
             hub,
             monitors: HashMap::new(),
+            pool_tls: HashMap::new(),
         }
     }
 
@@ -52,6 +57,15 @@ impl Registry {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn apply(&mut self, config: &Config) {
+        self.pool_tls = config
+            .pools
+            .iter()
+            .filter_map(|p| {
+                let t = p.tls.as_ref()?;
+                let client = crate::ServerTls::new(t).map_err(|d| d.to_string());
+                Some((p.name.clone(), Arc::new(client)))
+            })
+            .collect();
         let mut wanted: HashMap<ServerKey, Spec> = HashMap::new();
         for pool in &config.pools {
             for server in &pool.servers {
@@ -106,16 +120,26 @@ impl Registry {
             .retain(|key, (spec, _)| wanted.get(key) == Some(spec));
         for (key, spec) in wanted {
             if let Entry::Vacant(slot) = self.monitors.entry(key) {
+                let tls = spec
+                    .tls
+                    .as_ref()
+                    .and_then(|_| self.pool_tls.get(&*slot.key().pool).cloned());
                 let monitor = self.hub.spawn_tls(
                     slot.key().clone(),
                     &spec.address,
                     spec.check.as_ref(),
                     spec.passive,
-                    spec.tls.as_ref(),
+                    tls,
                 );
                 slot.insert((spec, monitor));
             }
         }
+    }
+
+    /// The TLS client of a pool with `[pool.tls]` in the applied config.
+    #[must_use]
+    pub fn pool_tls(&self, pool: &str) -> Option<crate::PoolTlsClient> {
+        self.pool_tls.get(pool).cloned()
     }
 
     /// The health of `pool/server`, if the current config has it.

@@ -14,6 +14,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 
+/// A pool's TLS client as the registry shares it (one per pool and config
+/// load: reading the CA file or the system's roots is not done per server),
+/// or why it could not be built (every use then fails, saying so).
+pub type PoolTlsClient = Arc<Result<ServerTls, String>>;
+
 /// A pool's TLS client: config built once, used for every connection.
 #[derive(Clone)]
 pub struct ServerTls {

@@ -742,17 +742,22 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, snapshot: Arc<ArcSwa
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let protocol = snapshot.load().listener(&name).map(|l| l.protocol);
-                let (name, snapshot) = (Arc::clone(&name), Arc::clone(&snapshot));
+                // The snapshot of the accept, handed on: the connection
+                // starts on it (and a TCP one stays on it).
+                let accepted = snapshot.load_full();
+                let protocol = accepted.listener(&name).map(|l| l.protocol);
+                let name = Arc::clone(&name);
                 match protocol {
                     Some(Protocol::Tcp | Protocol::TlsPassthrough) => {
-                        tokio::spawn(tcp::handle(stream, peer, name, snapshot));
+                        tokio::spawn(tcp::handle(stream, peer, name, accepted));
                     }
                     Some(Protocol::Http) => {
-                        tokio::spawn(http::serve(stream, peer, name, snapshot));
+                        let live = Arc::clone(&snapshot);
+                        tokio::spawn(http::serve(stream, peer, name, live, accepted));
                     }
                     Some(Protocol::Https) => {
-                        tokio::spawn(http::serve_tls(stream, peer, name, snapshot));
+                        let live = Arc::clone(&snapshot);
+                        tokio::spawn(http::serve_tls(stream, peer, name, live, accepted));
                     }
                     // Removed by a reload whose close has not reached this
                     // task yet.

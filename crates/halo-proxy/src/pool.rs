@@ -38,7 +38,7 @@ pub struct ServerRuntime {
     pub(crate) target: Target,
     /// `[pool.tls]`: the client side (or why it could not be built) and the
     /// name to verify when `sni` is not set (the host name or IP address).
-    pub(crate) tls: Option<(Arc<Result<halo_health::ServerTls, String>>, String)>,
+    pub(crate) tls: Option<(halo_health::PoolTlsClient, String)>,
     id_hash: u64,
 }
 
@@ -118,12 +118,10 @@ impl PoolRuntime {
         seed: u64,
         resolve_now: bool,
     ) -> Self {
-        // Checked before it gets here (start, prepare_reload); a file that
-        // went bad since fails the connections, saying why.
-        let tls = config
-            .tls
-            .as_ref()
-            .map(|t| Arc::new(halo_health::ServerTls::new(t).map_err(|d| d.to_string())));
+        // The registry's, built when it applied the config (checked before
+        // that, at start or in prepare_reload; a file that went bad since
+        // fails the connections, saying why).
+        let tls = registry.pool_tls(&config.name);
         let servers = config
             .servers
             .iter()

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use halo_config::{Protocol, SendProxy};
 
 use crate::pool::{ServerRuntime, Target};
@@ -30,11 +29,10 @@ pub(crate) async fn handle(
     mut client: TcpStream,
     peer: SocketAddr,
     name: Arc<str>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    snapshot: Arc<Snapshot>,
 ) {
     let started = Instant::now();
     // A connection keeps the snapshot it started with, however long it lives.
-    let snapshot = snapshot.load_full();
     let Some(listener) = snapshot.listener(&name) else {
         return;
     };

@@ -44,8 +44,14 @@ impl CertStore {
         let Some(name) = sni else {
             return &self.default;
         };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(c) = self.exact.get(&name) {
+        // rustls hands the name over lower-cased; a copy only if not.
+        let name = name.trim_end_matches('.');
+        let name: std::borrow::Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            name.to_ascii_lowercase().into()
+        } else {
+            name.into()
+        };
+        if let Some(c) = self.exact.get(&*name) {
             return c;
         }
         name.split_once('.')
@@ -244,11 +250,30 @@ pub(crate) struct Terminator {
     resolver: Arc<Resolver>,
     sessions: Arc<dyn StoresServerSessions>,
     tickets: Arc<dyn ProducesTickets>,
-    /// The files and when they last changed, to reload on a change.
-    pub(crate) files: std::sync::Mutex<Vec<(PathBuf, Option<Stamp>)>>,
-    pub(crate) certificates: std::sync::Mutex<Vec<Certificate>>,
-    /// `watch_interval` (zero: off) and when the files are next looked at.
-    watch: std::sync::Mutex<(std::time::Duration, tokio::time::Instant)>,
+    /// What the file watch needs, changed together.
+    watch: std::sync::Mutex<Watch>,
+}
+
+/// The certificates' files as last loaded, and when to look at them again.
+#[derive(Debug)]
+struct Watch {
+    certificates: Vec<Certificate>,
+    /// Each file and how it was when last read.
+    files: Vec<(PathBuf, Option<Stamp>)>,
+    /// `watch_interval`; zero: only on reload.
+    interval: std::time::Duration,
+    next: tokio::time::Instant,
+}
+
+impl Watch {
+    fn new(tls: &ListenerTls, files: Vec<(PathBuf, Option<Stamp>)>) -> Self {
+        Self {
+            certificates: tls.certificates.clone(),
+            files,
+            interval: tls.watch_interval,
+            next: tokio::time::Instant::now() + tls.watch_interval,
+        }
+    }
 }
 
 impl Terminator {
@@ -273,49 +298,32 @@ impl Terminator {
             }),
             sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
             tickets,
-            files: std::sync::Mutex::new(files),
-            certificates: std::sync::Mutex::new(tls.certificates.clone()),
-            watch: std::sync::Mutex::new((
-                tls.watch_interval,
-                tokio::time::Instant::now() + tls.watch_interval,
-            )),
+            watch: std::sync::Mutex::new(Watch::new(tls, files)),
         })
     }
 
     /// Whether the files are due a look now (and when the next one is).
     pub(crate) fn due(&self, now: tokio::time::Instant) -> bool {
-        let mut w = self
-            .watch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if w.0.is_zero() || now < w.1 {
+        let mut w = self.watch();
+        if w.interval.is_zero() || now < w.next {
             return false;
         }
-        w.1 = now + w.0;
+        w.next = now + w.interval;
         true
+    }
+
+    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
+        self.watch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// New certificates, already loaded (a reload checked them first), and
     /// their files' stamps from before they were read.
     pub(crate) fn replace(&self, loaded: Loaded, tls: &ListenerTls) {
         let Loaded { store, files } = loaded;
-        let certificates = &tls.certificates;
         self.resolver.store.store(Arc::new(store));
-        *self
-            .watch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = (
-            tls.watch_interval,
-            tokio::time::Instant::now() + tls.watch_interval,
-        );
-        *self
-            .files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = files;
-        *self
-            .certificates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = certificates.clone();
+        *self.watch() = Watch::new(tls, files);
     }
 
     /// What each certificate serves now, for the log.
@@ -354,29 +362,21 @@ impl Terminator {
     /// new files do not serve (the old certificates stay), `None` when
     /// nothing changed.
     pub(crate) fn reload_if_changed(&self) -> Option<Result<Vec<String>, Vec<Diagnostic>>> {
-        let changed = {
-            let mut files = self
-                .files
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let certificates = {
+            let mut w = self.watch();
             let mut changed = false;
-            for (path, seen) in files.iter_mut() {
+            for (path, seen) in &mut w.files {
                 let now = stamp(path);
                 if now != *seen {
                     *seen = now;
                     changed = true;
                 }
             }
-            changed
+            if !changed {
+                return None;
+            }
+            w.certificates.clone()
         };
-        if !changed {
-            return None;
-        }
-        let certificates = self
-            .certificates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
         Some(load(&certificates).map(|store| {
             let summary = store.summary.clone();
             self.resolver.store.store(Arc::new(store));

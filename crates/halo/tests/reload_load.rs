@@ -150,8 +150,8 @@ fn served_cn(addr: &str) -> String {
 }
 
 /// Certificates change under load without a failed request: the files
-/// change on disk (picked up within `watch_interval`), a SIGHUP points the
-/// listener at other files, ten times over, while wrk keeps 20 TLS
+/// change on disk (picked up within `watch_interval`) 5 times, and 10
+/// SIGHUPs point the listener at other files and back, while wrk keeps 20 TLS
 /// connections busy; a broken new file is refused and the old certificate
 /// goes on serving.
 #[test]

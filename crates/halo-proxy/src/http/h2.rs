@@ -42,17 +42,13 @@ where
     };
     let io = TokioIo::new(Rewind { read, io });
     if let Err(e) = builder.serve_connection(io, service).await {
-        connection_error(&ctx, &e);
+        Counters::add(&ctx.counters.errors, 1);
+        tracing::info!(
+            target: "halo::access",
+            listener = %ctx.listener, client = %ctx.client, result = "client connection error",
+            error = %e, "http"
+        );
     }
-}
-
-fn connection_error(ctx: &ConnCtx, e: &hyper::Error) {
-    Counters::add(&ctx.counters.errors, 1);
-    tracing::info!(
-        target: "halo::access",
-        listener = %ctx.listener, client = %ctx.client, result = "client connection error",
-        error = %e, "http"
-    );
 }
 
 async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Body>, Infallible> {
@@ -66,8 +62,8 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     let host_str = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-    // (A retired listener's h2 connection goes on until the client or the
-    // idle limit closes it: its streams are served on the first snapshot.)
+    // (An HTTP/2 connection on a listener a reload removed goes on until
+    // the client closes it; its streams are routed on its first snapshot.)
     let (pool, log) = match route(&ctx, host_str, req.uri().path(), req.method(), started) {
         Ok(routed) => (routed.pool, routed.log),
         Err(reply) => return Ok(generated(reply)),

@@ -108,8 +108,8 @@ pub(crate) async fn serve_tls(
     peer: SocketAddr,
     name: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    accepted: Arc<Snapshot>,
 ) {
-    let accepted = snapshot.load_full();
     let Some(l) = accepted.listener(&name) else {
         return;
     };
@@ -171,8 +171,8 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     name: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    accepted: Arc<Snapshot>,
 ) {
-    let accepted = snapshot.load_full();
     let (accept_proxy, request_header, counters) = match accepted.listener(&name) {
         Some(l) => (l.accept_proxy, l.request_header, Arc::clone(&l.counters)),
         None => return,
