@@ -44,8 +44,9 @@ fn have_unbound() -> bool {
     common::have("/usr/sbin/unbound", "unbound")
 }
 
-/// A port nothing listens on: unbound cannot be told port 0, so a port is
-/// taken from the kernel and handed over (the one place a test does that).
+/// A port nothing listens on now: unbound cannot be told port 0, so a port
+/// is taken from the kernel and handed over (the one place a test does
+/// that; the caller retries when unbound cannot bind it).
 fn free_port() -> u16 {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap().port()
@@ -86,12 +87,18 @@ fn unbound_stub_zoned_to_halo_answers_from_the_zone() {
     let halo = dns.bound()[0];
     let dir = std::env::temp_dir().join(format!("halo-unbound-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let conf = dir.join("unbound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"server:
+    // unbound cannot be told port 0: a port is drawn from the kernel and
+    // handed over, and if something took it (UDP or TCP) in between, unbound
+    // exits and another is drawn (a few times).
+    let (resolver, _unbound, first) = 'start: {
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.join("unbound.conf");
+            let log = dir.join("unbound.log");
+            std::fs::write(
+                &conf,
+                format!(
+                    r#"server:
   interface: 127.0.0.1
   port: {port}
   do-daemonize: no
@@ -109,35 +116,47 @@ stub-zone:
   name: "global.example.com"
   stub-addr: {ip}@{hport}
 "#,
-            dir = dir.display(),
-            ip = halo.ip(),
-            hport = halo.port()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/unbound")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("unbound starts");
-    let _unbound = Unbound(child);
-    let resolver: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-
-    // Wait until unbound answers at all.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a real process: wall-clock deadline"
-    )]
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let first = loop {
-        if let Some(r) = resolve(resolver, "app.global.example.com") {
-            break r;
+                    dir = dir.display(),
+                    ip = halo.ip(),
+                    hport = halo.port()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("/usr/sbin/unbound")
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("unbound starts");
+            let mut unbound = Unbound(child);
+            let resolver: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            // Wait until unbound answers at all, or has exited.
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a real process: wall-clock deadline"
+            )]
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(r) = resolve(resolver, "app.global.example.com") {
+                    break 'start (resolver, unbound, r);
+                }
+                if unbound.0.try_wait().unwrap().is_some() {
+                    break;
+                }
+                #[allow(clippy::disallowed_methods, reason = "see above")]
+                let late = std::time::Instant::now() > deadline;
+                assert!(
+                    !late,
+                    "unbound did not answer; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
         }
-        #[allow(clippy::disallowed_methods, reason = "see above")]
-        let late = std::time::Instant::now() > deadline;
-        assert!(!late, "unbound did not answer");
+        panic!(
+            "unbound exited 5 times; its last log:\n{}",
+            std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default()
+        );
     };
     assert_eq!(first, (0, vec!["192.0.2.20".into(), "192.0.2.21".into()]));
     // The CNAME is followed by the resolver, into halo's service.
