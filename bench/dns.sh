@@ -2,13 +2,7 @@
 # bench/dns.sh: halo's DNS tier against gdnsd, side by side in one run.
 #
 # Started from ../shared/research/dns_baseline.sh and measured the same way:
-#   backends  python3 http.server on 127.0.0.11 and .12 (port 28480); .13 is dead
-#   gdnsd 3   zone example.test: `plain` A RRset (2 addresses), `fo` simplefo
-#             (.11 primary, .12 secondary), `mfo` multifo over .11/.12/.13,
-#             tcp_connect monitor every 2 s
-#   halo      the same zone as [gslb]: `plain` two [[gslb.record]] A, `fo` a
-#             failover service (site a = .11, site b = .12), `mfo` round-robin
-#             over the three addresses, each endpoint with its own tcp check
+# gdnsd and halo serve the zone of bench/dns/servers.sh (names plain, fo, mfo);
 #   dnsperf   -c CLIENTS -T 1 -l DUR, one name per pass
 # With PIN=1 (default) each server has one worker (gdnsd udp_threads 1, halo
 # node.threads 1) pinned to CPU 0 and dnsperf runs on CPU 1: "QPS on one core".
@@ -39,6 +33,8 @@ HALO=${HALO:-$HERE/../target/release/halo}
 WORK=$(mktemp -d /tmp/halo-bench-dns.XXXXXX)
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=bench/dns/servers.sh
+. "$HERE/dns/servers.sh"
 
 for tool in gdnsd dnsperf dig python3 taskset; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y gdnsd dnsperf bind9-dnsutils python3" >&2; exit 2; }
@@ -48,126 +44,18 @@ trap cleanup EXIT
 
 if [ "$PIN" = 1 ]; then CLI="taskset -c 1"; SRV="taskset -c 0"; THREADS=1; else CLI=""; SRV=""; THREADS=$(nproc); fi
 
-# ---------------- backends ----------------
-mkdir -p "$WORK/www"
-for ip in 127.0.0.11 127.0.0.12; do
-  python3 -m http.server --bind "$ip" "$BPORT" --directory "$WORK/www" >/dev/null 2>&1 &
-  PIDS+=($!)
-done
-
-# ---------------- gdnsd ----------------
-mkdir -p "$WORK/gdnsd/zones" "$WORK/gdnsd/run" "$WORK/gdnsd/state"
-cat > "$WORK/gdnsd/config" <<EOF
-options => {
-  listen => [ 127.0.0.1:$GPORT ]
-  run_dir => $WORK/gdnsd/run
-  state_dir => $WORK/gdnsd/state
-  udp_threads => $THREADS
-  tcp_threads => 1
-  min_ttl => 1
-}
-service_types => {
-  tcp_be => { plugin => tcp_connect, port => $BPORT, interval => 2, timeout => 1, down_thresh => 1, up_thresh => 1, ok_thresh => 1 }
-}
-plugins => {
-  simplefo => {
-    fo => { service_types => tcp_be, primary => 127.0.0.11, secondary => 127.0.0.12 }
-  }
-  multifo => {
-    up_thresh => 0.3
-    web => { service_types => tcp_be, be11 => 127.0.0.11, be12 => 127.0.0.12, be13 => 127.0.0.13 }
-  }
-}
-EOF
-cat > "$WORK/gdnsd/zones/example.test" <<'EOF'
-$TTL 300
-@     SOA ns1 hostmaster 1 7200 1800 259200 60
-@     NS  ns1
-ns1   A   127.0.0.1
-plain A   127.0.0.21
-plain A   127.0.0.22
-fo    30/30 DYNA simplefo!fo
-mfo   30/30 DYNA multifo!web
-EOF
-gdnsd -c "$WORK/gdnsd" checkconf > "$WORK/gdnsd.log" 2>&1 || { cat "$WORK/gdnsd.log" >&2; exit 1; }
+dns_backends
+dns_configs
 $SRV gdnsd -c "$WORK/gdnsd" start >> "$WORK/gdnsd.log" 2>&1 &
 GDNSD_PID=$!
 PIDS+=($GDNSD_PID)
 cap "$GDNSD_PID" gdnsd
-
-# ---------------- halo (the same zone) ----------------
-CHECK='{ check = { type = "tcp", port = '"$BPORT"', interval = "2s", timeout = "1s", rise = 1, fall = 1 } }'
-cat > "$WORK/halo.toml" <<EOF
-[node]
-name = "bench"
-site = "a"
-threads = $THREADS
-
-[gslb]
-zone = "example.test"
-listen = ["127.0.0.1:$HPORT"]
-nameservers = ["ns1.example.test"]
-sites = ["a", "b"]
-default_ttl = "300s"
-
-  [[gslb.record]]
-  name = "ns1"
-  type = "A"
-  value = "127.0.0.1"
-  [[gslb.record]]
-  name = "plain"
-  type = "A"
-  value = "127.0.0.21"
-  [[gslb.record]]
-  name = "plain"
-  type = "A"
-  value = "127.0.0.22"
-
-  [[gslb.service]]
-  name = "fo"
-  strategy = "failover"
-  failover_order = ["a", "b"]
-  ttl = "30s"
-    [[gslb.service.endpoint]]
-    address = "127.0.0.11"
-    health = $CHECK
-    [[gslb.service.endpoint]]
-    address = "127.0.0.12"
-    site = "b"
-    health = $CHECK
-
-  [[gslb.service]]
-  name = "mfo"
-  strategy = "round-robin"
-  ttl = "30s"
-    [[gslb.service.endpoint]]
-    address = "127.0.0.11"
-    health = $CHECK
-    [[gslb.service.endpoint]]
-    address = "127.0.0.12"
-    health = $CHECK
-    [[gslb.service.endpoint]]
-    address = "127.0.0.13"
-    health = $CHECK
-EOF
-"$HALO" check -c "$WORK/halo.toml" >/dev/null
 RUST_LOG=warn $SRV "$HALO" run -c "$WORK/halo.toml" > "$WORK/halo.log" 2>&1 &
 HALO_PID=$!
 PIDS+=($HALO_PID)
 cap "$HALO_PID" halo
-
-# Both up, and both past their first checks: .13 is gone from mfo.
-settled() {  # port
-  local fo mfo
-  fo=$(dig +time=1 +tries=1 +short @127.0.0.1 -p "$1" fo.example.test A 2>/dev/null || true)
-  mfo=$(dig +time=1 +tries=1 +short @127.0.0.1 -p "$1" mfo.example.test A 2>/dev/null | sort | tr '\n' ' ' || true)
-  [ "$fo" = 127.0.0.11 ] && [ "$mfo" = "127.0.0.11 127.0.0.12 " ]
-}
-for port in $GPORT $HPORT; do
-  for _ in $(seq 1 100); do settled "$port" && break; sleep 0.1; done
-  settled "$port" || { echo "server on port $port does not answer as expected:" >&2; cat "$WORK/gdnsd.log" "$WORK/halo.log" >&2; exit 1; }
-done
-
+dns_wait_settled "$GPORT"
+dns_wait_settled "$HPORT"
 
 echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=${DUR}s clients=$CLIENTS threads=$THREADS quota=${QUOTA:-none}"
 echo "# gdnsd $(gdnsd 2>&1 | sed -n 's/^gdnsd version //p' | head -1)  $(dnsperf -h 2>&1 | grep -o 'DNS Performance Testing Tool.*' | head -1)"

@@ -376,6 +376,7 @@ fn bind_pair_once(
     }
     udp.set_reuse_port(true)?;
     udp.set_nonblocking(true)?;
+    halo_net::omit_path_mtu(&udp, addr.is_ipv6())?;
     udp.bind(&addr.into())?;
     // TCP on the port UDP got (the same when the config names it).
     let local = udp.local_addr()?.as_socket().unwrap_or(addr);

@@ -110,6 +110,7 @@ pub(crate) fn serve(socket: UdpSocket, mut answerer: Answerer, stop: Arc<AtomicB
     let mut from: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut dest = [Dest::Bound; BATCH];
     let mut cut = [false; BATCH];
+    let source = Arc::clone(&answerer.published);
 
     while !stop.load(Ordering::Relaxed) {
         let received = {
@@ -128,7 +129,8 @@ pub(crate) fn serve(socket: UdpSocket, mut answerer: Answerer, stop: Arc<AtomicB
                         from[i] = msg.address;
                         cut[i] = msg.flags.contains(MsgFlags::MSG_TRUNC);
                         dest[i] = Dest::Bound;
-                        if let Ok(cmsgs) = msg.cmsgs() {
+                        // Control messages come only when asked for (wildcard).
+                        if wildcard && let Ok(cmsgs) = msg.cmsgs() {
                             for c in cmsgs {
                                 match c {
                                     ControlMessageOwned::Ipv4PacketInfo(p) => dest[i] = Dest::V4(p),
@@ -150,7 +152,9 @@ pub(crate) fn serve(socket: UdpSocket, mut answerer: Answerer, stop: Arc<AtomicB
             }
         };
 
-        // Answer each; a slot with nothing to send gets `from = None`.
+        // Answer each; a slot with nothing to send gets `from = None`. One
+        // snapshot for the batch (a reload shows from the next one).
+        let published = source.load();
         for i in 0..received {
             let src = from[i].as_ref().and_then(socket_addr);
             let Some(src) = src else {
@@ -164,7 +168,7 @@ pub(crate) fn serve(socket: UdpSocket, mut answerer: Answerer, stop: Arc<AtomicB
                 from[i] = None;
                 continue;
             }
-            if !answerer.answer(&bufs[i][..lens[i]], src, true, &mut replies[i]) {
+            if !answerer.answer_from(&published, &bufs[i][..lens[i]], src, true, &mut replies[i]) {
                 from[i] = None;
             }
         }

@@ -1,5 +1,5 @@
 //! Linux I/O for halo's virtual-IP tier: what [`halo_vrrp`]'s sans-io router
-//! needs from the kernel.
+//! needs from the kernel (and one socket option of the DNS tier).
 //!
 //! - [`VrrpSocket`]: raw IP protocol 112 on one interface, IPv4 or IPv6,
 //!   multicast (224.0.0.18 / ff02::12) or unicast; sends with TTL / hop limit
@@ -11,9 +11,12 @@
 //! - [`Interface`]: an interface's index, MAC and primary addresses.
 //! - [`firewall`]: Accept_Mode false, as nftables rules dropping traffic to
 //!   addresses held without it.
+//! - [`omit_path_mtu`]: the DNS tier's UDP sockets ignore path MTU
+//!   information (`IP_PMTUDISC_OMIT`).
 //!
 //! This is the one crate of halo with `unsafe`: building a `sockaddr_ll` for
-//! AF_PACKET (module `announce`), which neither socket2 nor nix offer safely.
+//! AF_PACKET (module `announce`) and setting `IP_MTU_DISCOVER` (module
+//! `udp`), which neither socket2 nor nix offer safely.
 //!
 //! [`halo_vrrp`]: https://docs.rs/halo-vrrp
 
@@ -24,11 +27,13 @@ mod announce;
 pub mod firewall;
 mod iface;
 mod socket;
+mod udp;
 
 pub use addr::{Addresses, watch_link};
 pub use announce::Announcer;
 pub use iface::Interface;
 pub use socket::{Received, VrrpSocket};
+pub use udp::omit_path_mtu;
 
 /// What can go wrong talking to the kernel.
 #[derive(Debug, thiserror::Error)]
