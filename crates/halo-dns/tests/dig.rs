@@ -534,6 +534,43 @@ fn wildcard_listen_replies_from_the_address_asked() {
     ask("[::1]:0", SocketAddr::new("::1".parse().unwrap(), v6));
 }
 
+/// As above, with the queries to two addresses arriving together: the
+/// replies of one batch leave from different addresses, each from the one
+/// its query went to (each reply carries its own source).
+#[test]
+fn a_batch_to_several_addresses_replies_from_each() {
+    let s = Server::start_on(r#"["0.0.0.0:0"]"#);
+    let port = s.dns.bound()[0].port();
+    let socks: Vec<UdpSocket> = ["127.0.0.1", "127.0.0.2"]
+        .iter()
+        .map(|ip| {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.connect(SocketAddr::new(ip.parse().unwrap(), port))
+                .unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            sock
+        })
+        .collect();
+    // Sent without waiting, alternately: the server takes them in batches.
+    for id in 0..60u16 {
+        let q = halo_dns::wire::build_query(id, "app.global.example.com", 1, 0);
+        socks[usize::from(id % 2)].send(&q).unwrap();
+    }
+    let mut buf = [0u8; 1024];
+    for (k, sock) in socks.iter().enumerate() {
+        let mut got = 0;
+        while got < 30 {
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("socket {k}: {got} of 30 replies: {e}"));
+            assert!(n > HEADER);
+            let id = u16::from_be_bytes([buf[0], buf[1]]);
+            assert_eq!(usize::from(id % 2), k, "reply {id} on the wrong socket");
+            got += 1;
+        }
+    }
+}
+
 /// Queries arrive faster than one receive takes them (the server moves up to
 /// 32 per system call): a burst of 150 from one socket gets 150 replies, each
 /// to its own ID. A datagram too large for a query (5,000 bytes) is dropped

@@ -1,5 +1,5 @@
 //! Linux I/O for halo's virtual-IP tier: what [`halo_vrrp`]'s sans-io router
-//! needs from the kernel (and one socket option of the DNS tier).
+//! needs from the kernel, and the DNS tier's UDP fast path.
 //!
 //! - [`VrrpSocket`]: raw IP protocol 112 on one interface, IPv4 or IPv6,
 //!   multicast (224.0.0.18 / ff02::12) or unicast; sends with TTL / hop limit
@@ -11,12 +11,14 @@
 //! - [`Interface`]: an interface's index, MAC and primary addresses.
 //! - [`firewall`]: Accept_Mode false, as nftables rules dropping traffic to
 //!   addresses held without it.
-//! - [`omit_path_mtu`]: the DNS tier's UDP sockets ignore path MTU
-//!   information (`IP_PMTUDISC_OMIT`).
+//! - [`UdpBatch`] and [`omit_path_mtu`]: the DNS tier's UDP datagrams taken
+//!   and answered in batches, in place (`recvmmsg`/`sendmmsg`), and its
+//!   sockets ignoring path MTU information (`IP_PMTUDISC_OMIT`).
 //!
 //! This is the one crate of halo with `unsafe`: building a `sockaddr_ll` for
-//! AF_PACKET (module `announce`) and setting `IP_MTU_DISCOVER` (module
-//! `udp`), which neither socket2 nor nix offer safely.
+//! AF_PACKET (module `announce`), setting `IP_MTU_DISCOVER` (module `udp`),
+//! which neither socket2 nor nix offer safely, and batched UDP I/O without
+//! nix's copies (module `mmsg`, a measured hot path).
 //!
 //! [`halo_vrrp`]: https://docs.rs/halo-vrrp
 
@@ -26,12 +28,14 @@ mod addr;
 mod announce;
 pub mod firewall;
 mod iface;
+mod mmsg;
 mod socket;
 mod udp;
 
 pub use addr::{Addresses, watch_link};
 pub use announce::Announcer;
 pub use iface::Interface;
+pub use mmsg::{BATCH, Datagram, SLOT, Sent, UdpBatch};
 pub use socket::{Received, VrrpSocket};
 pub use udp::omit_path_mtu;
 
