@@ -1004,16 +1004,27 @@ fn tokio_stream<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Str
     Rx(rx)
 }
 
+/// An HTTP/2 client connection (prior knowledge) and the task driving it,
+/// which returns when the connection ends.
+async fn h2_connect(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<BoxBody>,
+    JoinHandle<hyper::Result<()>>,
+) {
+    let sock = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(sock))
+            .await
+            .unwrap();
+    (send, tokio::spawn(conn))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_from_clients() {
     let (a, _t) = backend("a").await;
     let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
-    let sock = TcpStream::connect(run.addr()).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(sock))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut send, _conn) = h2_connect(run.addr()).await;
     // Several streams at once on one connection.
     let mut answers = Vec::new();
     for i in 0..5 {
@@ -1031,6 +1042,102 @@ async fn http2_prior_knowledge_from_clients() {
         // HTTP/2's :authority reaches the HTTP/1.1 server as Host.
         assert!(body.contains("host: app.example.com\n"), "{body}");
     }
+}
+
+/// An HTTP/2 connection with no stream open for `request_header` is shut
+/// with GOAWAY, as an idle HTTP/1.1 keep-alive connection is closed; a
+/// stream open longer than that is not cut, and its connection is not
+/// counted idle while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_shut() {
+    let (a, _t) = backend("a").await;
+    let run = Running::start(&default_pool_p(
+        "timeouts = { request_header = \"300ms\" }",
+        &[("a", a, "")],
+    ))
+    .await;
+    let (mut send, conn) = h2_connect(run.addr()).await;
+    // A response that takes 1 s, three times the idle limit.
+    let req = Request::get("http://app.example.com/slow/1000")
+        .body(full(""))
+        .unwrap();
+    let resp = timeout(DEADLINE, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(who(&String::from_utf8_lossy(&body)), "a");
+    // Now idle: the proxy ends the connection (the client's connection
+    // task returns) long before the deadline.
+    let ended = timeout(Duration::from_secs(10), conn).await;
+    assert!(ended.is_ok(), "idle HTTP/2 connection still open after 10s");
+}
+
+/// A reload that removes the listener shuts its HTTP/2 connections too
+/// (GOAWAY at the next check, at most `request_header` later), even one that
+/// is never idle: its open stream still finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_listeners_http2_connection_is_shut() {
+    let (a, _t) = backend("a").await;
+    let config = |listener: &str| {
+        format!(
+            "[[listener]]\nname = \"{listener}\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"http\"\ndefault_pool = \"p\"\n{}",
+            pool(
+                "p",
+                "timeouts = { request_header = \"500ms\" }",
+                &[("a", a, "")]
+            )
+        )
+    };
+    let parse = |toml: &str| halo_config::parse(std::path::Path::new("test.toml"), toml).unwrap();
+    let mut run = Running::start(&config("old")).await;
+    let (mut send, conn) = h2_connect(run.addr()).await;
+    // A stream that stays open 4 s: the connection is never idle meanwhile.
+    let slow = send.send_request(
+        Request::get("http://app.example.com/slow/4000")
+            .body(full(""))
+            .unwrap(),
+    );
+    let slow = tokio::spawn(async move {
+        let resp = slow.await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, body)
+    });
+    let renamed = config("new");
+    run.registry.apply(&parse(&renamed));
+    run.proxy.reload(&parse(&renamed), &run.registry).unwrap();
+    // The GOAWAY comes while the slow stream is still open: a new request
+    // on the connection is refused before that stream's answer is there.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no GOAWAY");
+        let refused = match send.ready().await {
+            Err(_) => true,
+            Ok(()) => {
+                let req = Request::get("http://app.example.com/")
+                    .body(full(""))
+                    .unwrap();
+                send.send_request(req).await.is_err()
+            }
+        };
+        if refused {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !slow.is_finished(),
+        "GOAWAY only after the open stream ended"
+    );
+    let (status, body) = timeout(DEADLINE, slow).await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(who(&String::from_utf8_lossy(&body)), "a");
+    assert!(
+        timeout(DEADLINE, conn).await.is_ok(),
+        "connection still open"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

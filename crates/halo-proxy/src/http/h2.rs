@@ -5,8 +5,10 @@
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf as _, Bytes};
 use http::header::{self, HeaderValue};
@@ -28,6 +30,12 @@ pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves an HTTP/2 connection whose first bytes (`read`) were already read
 /// to tell it from HTTP/1.1.
+///
+/// The connection is shut gracefully (GOAWAY; open streams finish) when no
+/// stream has been open for the listener's `request_header` (as an idle
+/// HTTP/1.1 keep-alive connection is closed, and HAProxy closes an idle
+/// HTTP/2 one), or when a reload removed its listener (checked at the same
+/// pace, at most `request_header` apart).
 pub(super) async fn serve<IO>(ctx: Arc<ConnCtx>, io: IO, read: Bytes)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -36,12 +44,31 @@ where
     builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(MAX_HEAD).unwrap_or(u32::MAX));
+    let activity = Arc::new(Activity::new());
     let service = {
         let ctx = Arc::clone(&ctx);
-        service_fn(move |req| handle(req, Arc::clone(&ctx)))
+        let activity = Arc::clone(&activity);
+        service_fn(move |req| handle(req, Arc::clone(&ctx), Open::new(&activity)))
     };
     let io = TokioIo::new(Rewind { read, io });
-    if let Err(e) = builder.serve_connection(io, service).await {
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let idle = ctx.request_header;
+    let mut closing = false;
+    let result = loop {
+        let check = activity.next_check(idle);
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            () = tokio::time::sleep_until(check), if !closing => {
+                let retired = ctx.snapshot.load().listener(&ctx.listener).is_none();
+                if retired || activity.idle_for(idle) {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
         Counters::add(&ctx.counters.errors, 1);
         tracing::info!(
             target: "halo::access",
@@ -51,7 +78,101 @@ where
     }
 }
 
-async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Body>, Infallible> {
+/// The streams of one connection being answered, and when the last one
+/// ended.
+struct Activity {
+    open: AtomicUsize,
+    last_end: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            last_end: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn last_end(&self) -> Instant {
+        *self.last_end.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// No stream open, and none for `idle`.
+    fn idle_for(&self, idle: Duration) -> bool {
+        self.open.load(Ordering::Acquire) == 0 && self.last_end().elapsed() >= idle
+    }
+
+    /// When to look again: `idle` after the last stream ended, or `idle`
+    /// from now while streams are open.
+    fn next_check(&self, idle: Duration) -> Instant {
+        let now = Instant::now();
+        if self.open.load(Ordering::Acquire) > 0 {
+            now + idle
+        } else {
+            (self.last_end() + idle).max(now)
+        }
+    }
+}
+
+/// One open stream of an [`Activity`]: counted from the request until its
+/// response body is done or dropped (a reset stream included).
+struct Open(Arc<Activity>);
+
+impl Open {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.open.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        // The time first, so a check that sees no stream open sees it.
+        *self
+            .0
+            .last_end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its stream counted as open.
+struct Tracked {
+    body: Body,
+    _open: Open,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<ConnCtx>,
+    open: Open,
+) -> Result<Response<Tracked>, Infallible> {
+    let resp = respond(req, ctx).await;
+    Ok(resp.map(|body| Tracked { body, _open: open }))
+}
+
+async fn respond(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
     let started = Instant::now();
     // :authority, or a Host header.
     let host = match req.headers().get(header::HOST) {
@@ -62,11 +183,11 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     let host_str = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-    // (An HTTP/2 connection on a listener a reload removed goes on until
-    // the client closes it; its streams are routed on its first snapshot.)
+    // (On a listener a reload removed, streams are routed on the
+    // connection's first snapshot until `serve` shuts the connection.)
     let (pool, log) = match route(&ctx, host_str, req.uri().path(), req.method(), started) {
         Ok(routed) => (routed.pool, routed.log),
-        Err(reply) => return Ok(generated(reply)),
+        Err(reply) => return generated(reply),
     };
     let (parts, incoming) = req.into_parts();
     let has_body = !incoming.is_end_stream();
@@ -114,7 +235,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
         started,
         log,
     };
-    Ok(match forward(out, &ctx, pool).await {
+    match forward(out, &ctx, pool).await {
         Reply::Server(head, body) => {
             let mut resp = Response::new(Body::Upstream(body));
             *resp.status_mut() = head.status;
@@ -122,7 +243,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<Bo
             resp
         }
         Reply::Generated(reply) => generated(reply),
-    })
+    }
 }
 
 /// halo's own answer as a response for hyper.
