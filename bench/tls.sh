@@ -22,9 +22,14 @@
 # proxy at N % of a core, the same budget for both: then wrk, with a whole
 # core, is not the limit and the rates compare the servers' capacity.
 #
+# UPSTREAM=tls re-encrypts (OpenShift's "reencrypt" route): nginx also
+# serves the same answer over TLS on 127.0.0.1:28082 and both proxies reach
+# it over TLS, kept alive (HAProxy `server ... ssl verify none`, halo
+# `[pool.tls] verify = false`). UPSTREAM=plain (default) is termination only.
+#
 # Usage: apt-get install -y haproxy nginx-light wrk openssl   (as root)
 #        cargo build --release
-#        bench/tls.sh                 # RUNS=3 DUR=10s CONNS=50 PIN=1 KEY=ec QUOTA=
+#        bench/tls.sh                 # RUNS=3 DUR=10s CONNS=50 PIN=1 KEY=ec QUOTA= UPSTREAM=plain
 # Only 127.0.0.1 is used; only processes started here are stopped.
 set -euo pipefail
 
@@ -33,6 +38,7 @@ DUR=${DUR:-10s}
 CONNS=${CONNS:-50}
 PIN=${PIN:-1}
 KEY=${KEY:-ec}
+UPSTREAM=${UPSTREAM:-plain}
 HALO=${HALO:-$(cd "$(dirname "$0")/.." && pwd)/target/release/halo}
 WORK=$(mktemp -d /tmp/halo-bench-tls.XXXXXX)
 # shellcheck source=bench/lib.sh
@@ -58,7 +64,15 @@ cat "$WORK/site.pem" "$WORK/site.key" > "$WORK/haproxy.pem"
 
 # ---------------- nginx ----------------
 nginx_conf "$WORK/nginx" "
-  server { listen 127.0.0.1:28081; location / { return 200 \"hello from s1\\n\"; } }"
+  server { listen 127.0.0.1:28081; location / { return 200 \"hello from s1\\n\"; } }
+  server { listen 127.0.0.1:28082 ssl; ssl_certificate $WORK/site.pem; ssl_certificate_key $WORK/site.key;
+           location / { return 200 \"hello from s1\\n\"; } }"
+case "$UPSTREAM" in
+  plain) SERVER_PORT=28081; HAPROXY_SSL=""; HALO_TLS="" ;;
+  tls) SERVER_PORT=28082; HAPROXY_SSL=" ssl verify none"
+       HALO_TLS=$'  [pool.tls]\n  verify = false' ;;
+  *) echo "UPSTREAM=plain or UPSTREAM=tls" >&2; exit 2 ;;
+esac
 $SRV nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
 
@@ -78,7 +92,7 @@ frontend fe
   bind 127.0.0.1:28443 ssl crt $WORK/haproxy.pem alpn h2,http/1.1
   default_backend be
 backend be
-  server s1 127.0.0.1:28081
+  server s1 127.0.0.1:$SERVER_PORT$HAPROXY_SSL
 EOF
 haproxy -c -f "$WORK/haproxy.cfg" >/dev/null
 $SRV haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.log" 2>&1 &
@@ -106,7 +120,8 @@ name = "be"
 timeouts = { request_header = "60s", client = "60s" }
   [[pool.server]]
   name = "s1"
-  address = "127.0.0.1:28081"
+  address = "127.0.0.1:$SERVER_PORT"
+$HALO_TLS
 EOF
 "$HALO" check -c "$WORK/halo.toml" >/dev/null
 RUST_LOG=warn $SRV "$HALO" run -c "$WORK/halo.toml" > "$WORK/halo.log" 2>&1 &
@@ -124,7 +139,7 @@ for port in 28443 28453; do
   [ "$up" = 1 ] || { echo "not answering: https://127.0.0.1:$port/" >&2; cat "$WORK"/*.log >&2; exit 1; }
 done
 
-echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=$DUR conns=$CONNS key=$KEY quota=${QUOTA:-none}"
+echo "# date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(uname -nr)  cpus: $(nproc)  pin=$PIN runs=$RUNS dur=$DUR conns=$CONNS key=$KEY quota=${QUOTA:-none} upstream=$UPSTREAM"
 echo "# $(haproxy -vv | grep -m1 -E '^HAProxy version')"
 echo "# HAProxy $(haproxy -vv | grep -m1 'Running on OpenSSL')"
 echo "# $(openssl version)"
