@@ -262,37 +262,6 @@ pub(crate) async fn open(
     }
 }
 
-/// A TLS connection to a server as a plain local socket, for the HTTP/1.1
-/// server side (written for sockets): a loopback TCP pair, its far end
-/// pumped against the TLS stream by a task of its own until either closes.
-/// The extra hop costs a few system calls per request; it is only taken for
-/// pools with `[pool.tls]`.
-pub(crate) async fn relay(
-    tls: tokio_rustls::client::TlsStream<TcpStream>,
-) -> std::io::Result<TcpStream> {
-    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
-    let near = TcpStream::connect(listener.local_addr()?).await?;
-    let mine = near.local_addr()?;
-    // Only our own connection is taken: another local process could race
-    // to the port in the moment it is open.
-    let far = loop {
-        let (s, from) = listener.accept().await?;
-        if from == mine {
-            break s;
-        }
-    };
-    drop(listener);
-    near.set_nodelay(true)?;
-    far.set_nodelay(true)?;
-    tokio::spawn(async move {
-        let (fr, fw) = far.into_split();
-        let (tr, tw) = tokio::io::split(tls);
-        // Idle connections are closed by the pool holding `near` (4 s).
-        let _ = pump(fr, fw, tr, tw, Duration::from_secs(86_400)).await;
-    });
-    Ok(near)
-}
-
 pub(crate) async fn connect(server: &ServerRuntime) -> std::io::Result<TcpStream> {
     let stream = match &server.target {
         Target::Socket(a) => TcpStream::connect(a).await?,

@@ -200,7 +200,7 @@ async fn backend(name: &'static str) -> SocketAddr {
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
-            tokio::spawn(http_conn(s, name));
+            tokio::spawn(http_conn(s, name, 0));
         }
     });
     addr
@@ -214,8 +214,11 @@ async fn tls_http_backend(
     name: &'static str,
     client_ca: bool,
 ) -> SocketAddr {
+    // Each connection's answers name it (`conn N`), to tell reuse apart.
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tls_server(pki.server_with(cert, client_ca), move |tls| {
-        http_conn(tls, name)
+        let n = conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        http_conn(tls, name, n)
     })
     .await
 }
@@ -245,7 +248,10 @@ where
     addr
 }
 
-async fn http_conn<S>(mut s: S, name: &'static str)
+/// Answers HTTP/1.1 requests on `s` (keep-alive) with `name`, the
+/// connection's number, the head it got and the body (by content-length);
+/// a WebSocket upgrade becomes an echo.
+async fn http_conn<S>(mut s: S, name: &'static str, conn: usize)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -267,7 +273,23 @@ where
                 let _ = tokio::io::copy(&mut r, &mut w).await;
                 return;
             }
-            let body = format!("{name}\n{head}\n");
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            while buf.len() < length {
+                let mut chunk = [0u8; 4096];
+                let Ok(n @ 1..) = s.read(&mut chunk).await else {
+                    return;
+                };
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let got: Vec<u8> = buf.drain(..length).collect();
+            let body = format!(
+                "{name}\nconn {conn}\nbody {}\n{head}\n",
+                String::from_utf8_lossy(&got)
+            );
             let reply = format!(
                 "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
@@ -795,13 +817,10 @@ async fn pool_tls_reencrypts_verifies_and_checks_over_tls() {
     let run = Running::start(&config).await;
     let bound = run.proxy.bound();
     let (web, raw_at) = (bound[0].1, bound[1].1);
-    let get = |host: &'static str| async move {
+    // One request on a new connection; the whole answer.
+    let ask = |request: String| async move {
         let mut s = TcpStream::connect(web).await.unwrap();
-        s.write_all(
-            format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         timeout(DEADLINE, s.read_to_end(&mut out))
             .await
@@ -809,12 +828,62 @@ async fn pool_tls_reencrypts_verifies_and_checks_over_tls() {
             .unwrap();
         String::from_utf8_lossy(&out).into_owned()
     };
-    // Re-encrypted, on a pooled connection twice.
+    let get = |host: &str| {
+        ask(format!(
+            "GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+        ))
+    };
+    // Re-encrypted, twice on the same pooled server connection (the first
+    // request also follows the health checks' connections, which are not
+    // pooled).
+    let mut conns = Vec::new();
     for _ in 0..2 {
         let answer = get("api.test").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("api-over-tls\n"), "{answer}");
+        conns.push(
+            answer
+                .lines()
+                .find(|l| l.starts_with("conn "))
+                .unwrap()
+                .to_owned(),
+        );
     }
+    assert_eq!(conns[0], conns[1], "the idle TLS connection is reused");
+    // A request body goes to the server over TLS (the body writer's path).
+    let answer = ask(
+        "POST /upload HTTP/1.1\r\nhost: api.test\r\ncontent-length: 11\r\nconnection: close\r\n\r\nhello world".into(),
+    )
+    .await;
+    assert!(answer.contains("body hello world\n"), "{answer}");
+    // An upgrade tunnels through the server's TLS stream.
+    let mut s = TcpStream::connect(web).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nhost: api.test\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        timeout(DEADLINE, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"ping over two TLS hops").await.unwrap();
+    let mut back = [0u8; 22];
+    timeout(DEADLINE, s.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"ping over two TLS hops");
     // Mutual TLS: the server asks for, and gets, halo's client certificate.
     let answer = get("mtls.test").await;
     assert!(answer.contains("api-mtls\n"), "{answer}");

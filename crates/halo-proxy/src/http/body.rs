@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::h1::{self, Chunked, Conn, Decoded, Framing};
@@ -85,7 +84,7 @@ pub(crate) enum ClientBody {
 /// the connection when the body is done.
 #[derive(Debug)]
 pub(crate) struct H1Body {
-    pub(crate) io: Arc<super::client_io::ClientIo>,
+    pub(crate) io: Arc<super::peer_io::ClientIo>,
     pub(crate) buf: BytesMut,
     decoder: Decoder,
 }
@@ -93,7 +92,7 @@ pub(crate) struct H1Body {
 impl H1Body {
     /// A body of `length` bytes, or chunked (`None`).
     pub(crate) fn new(
-        io: Arc<super::client_io::ClientIo>,
+        io: Arc<super::peer_io::ClientIo>,
         buf: BytesMut,
         length: Option<u64>,
     ) -> Self {
@@ -113,7 +112,7 @@ impl H1Body {
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
-            match ready!(super::client_io::poll_fill(
+            match ready!(super::peer_io::poll_fill(
                 &mut self.io,
                 &mut self.buf,
                 h1::BODY_READ,
@@ -282,7 +281,7 @@ impl Writer {
     /// client that sends nothing for `client_timeout` ends it: the server's
     /// side is shut for writing, so it sees the body cut short.
     pub(crate) fn spawn(
-        io: Arc<TcpStream>,
+        io: Arc<super::peer_io::ServerIo>,
         mut body: Counted,
         chunked: bool,
         client_timeout: Duration,
@@ -296,13 +295,13 @@ impl Writer {
                     Err(_) => {
                         // Known before the server can react to the cut.
                         shared.store(CLIENT_TIMEOUT, Ordering::Release);
-                        let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
+                        io.shutdown_write().await;
                         break CLIENT_TIMEOUT;
                     }
                     Ok(None) => {
                         shared.store(ENDING, Ordering::Release);
                         let last = if chunked {
-                            h1::write_all(&io, &mut [IoSlice::new(LAST_CHUNK)]).await
+                            io.write_all(&mut [IoSlice::new(LAST_CHUNK)]).await
                         } else {
                             Ok(())
                         };
@@ -314,7 +313,7 @@ impl Writer {
                         // The server must not wait for the rest; the state
                         // is known before the server can react to the cut.
                         shared.store(CLIENT_ERROR, Ordering::Release);
-                        let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
+                        io.shutdown_write().await;
                         break CLIENT_ERROR;
                     }
                 };
@@ -329,9 +328,9 @@ impl Writer {
                 let written = if chunked {
                     let mut line = [0u8; SIZE_LINE];
                     let mut bufs = chunk(&data, &mut line).map(IoSlice::new);
-                    h1::write_all(&io, &mut bufs).await
+                    io.write_all(&mut bufs).await
                 } else {
-                    h1::write_all(&io, &mut [IoSlice::new(&data)]).await
+                    io.write_all(&mut [IoSlice::new(&data)]).await
                 };
                 if let Err(e) = written {
                     tracing::debug!(error = %e, "server stopped reading the request body");
@@ -449,7 +448,7 @@ impl UpstreamBody {
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => return this.fail("invalid response body", e.into()),
             }
-            match h1::poll_fill(&mut conn.io, &mut conn.buf, h1::BODY_READ, cx) {
+            match super::peer_io::poll_fill(&mut conn.io, &mut conn.buf, h1::BODY_READ, cx) {
                 Poll::Ready(Ok(0)) if matches!(this.decoder, Decoder::Close) => {
                     // The close is this body's end; the connection is spent.
                     this.decoder = Decoder::Done;

@@ -1,5 +1,5 @@
 //! HTTP/1.1 on the wire, both sides: what halo writes to a server and how it
-//! reads the answer (over a plain `TcpStream` owned by the request's task),
+//! reads the answer (over a socket or TLS stream owned by the request's task),
 //! and the header rules the client side ([`super::server`]) shares.
 //!
 //! Why not hyper's client: `bench/instructions.sh` counted hyper's client
@@ -17,7 +17,6 @@
 //! responses (100, 102, 103) are skipped; 101 hands the socket to a tunnel.
 
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
@@ -25,6 +24,8 @@ use bytes::{Buf as _, Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::TcpStream;
+
+use super::peer_io::ServerIo;
 
 /// Response heads larger than this are a bad server (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -34,59 +35,28 @@ const MAX_HEADERS: usize = 100;
 const HEAD_READ: usize = 8 * 1024;
 pub(crate) const BODY_READ: usize = 64 * 1024;
 
-/// One server connection: the socket (shared with a request-body writer task
-/// while one runs) and the bytes read from it but not yet used.
+/// One server connection: the socket or TLS stream (shared with a
+/// request-body writer task while one runs) and the bytes read from it but
+/// not yet used.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) io: Arc<TcpStream>,
+    pub(crate) io: Arc<ServerIo>,
     pub(crate) buf: BytesMut,
 }
 
 impl Conn {
-    pub(crate) fn new(io: TcpStream) -> Self {
+    pub(crate) fn new(io: ServerIo) -> Self {
         Self {
             io: Arc::new(io),
             buf: BytesMut::new(),
         }
     }
 
-    /// Whether an idle connection can still carry a request: no byte and no
-    /// close from the server since its last response. Costs no system call
-    /// unless the socket has become readable.
+    /// Whether an idle connection can still carry a request: nothing
+    /// unread, and see [`ServerIo::is_usable`].
     pub(crate) fn is_usable(&self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            // Readable: a close, a reset, or bytes nobody asked for; or a
-            // stale readiness, which a one-byte probe read tells apart.
-            Poll::Ready(Ok(())) => {
-                matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-            Poll::Ready(Err(_)) => false,
-        }
+        self.buf.is_empty() && self.io.is_usable()
     }
-}
-
-/// Reads what the socket has into `buf`, making room for `room` bytes first.
-/// `Ok(0)` is the server's close.
-pub(crate) fn poll_fill(
-    io: &mut Arc<TcpStream>,
-    buf: &mut BytesMut,
-    room: usize,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    make_room(buf, room);
-    // Through `AsyncRead` when the socket is ours alone: tokio then knows a
-    // short read drained the socket and skips the read that would only say
-    // EAGAIN (one system call per response).
-    if let Some(io) = Arc::get_mut(io) {
-        return tokio_util::io::poll_read_buf(Pin::new(io), cx, buf);
-    }
-    // A request-body writer holds the other handle.
-    poll_read_shared(io, buf, cx)
 }
 
 /// Room for `room` more bytes in `buf` (grown in steps, not per read).
@@ -386,7 +356,7 @@ pub(crate) async fn read_head(
             )));
         }
         let Conn { io, buf } = conn;
-        match std::future::poll_fn(|cx| poll_fill(io, buf, HEAD_READ, cx)).await {
+        match std::future::poll_fn(|cx| super::peer_io::poll_fill(io, buf, HEAD_READ, cx)).await {
             Ok(0) if buf.is_empty() => {
                 return Err(HeadError::Closed(
                     "the server closed the connection before responding".into(),

@@ -18,9 +18,9 @@
 //! not a sick server.
 
 pub(crate) mod body;
-pub(crate) mod client_io;
 pub(crate) mod h1;
 mod h2;
+pub(crate) mod peer_io;
 pub(crate) mod route;
 mod server;
 pub(crate) mod upstream;
@@ -161,7 +161,7 @@ pub(crate) async fn serve_tls(
         h2::serve(ctx, tls, bytes::Bytes::new()).await;
     } else {
         // HTTP/1.1: halo's own engine, as for cleartext.
-        let io = client_io::ClientIo::Tls(Box::new(std::sync::Mutex::new(tls)));
+        let io = peer_io::ClientIo::tls(tls);
         server::serve(ctx, io).await;
     }
 }
@@ -248,7 +248,7 @@ async fn serve_active(
         (request_header, client_timeout),
         false,
     );
-    server::serve(ctx, client_io::ClientIo::Plain(stream)).await;
+    server::serve(ctx, peer_io::ClientIo::Plain(stream)).await;
 }
 
 /// One line per request, written when the response body is done.
@@ -301,7 +301,7 @@ pub(crate) struct Outgoing {
     upgrade: bool,
     /// An HTTP/1.1 client waiting for `100 Continue` before its body: told
     /// once a server has the head.
-    send_continue: Option<Arc<client_io::ClientIo>>,
+    send_continue: Option<Arc<peer_io::ClientIo>>,
     started: Instant,
     /// Host and path for the access log, when it is on.
     log: Option<(String, String)>,
@@ -468,7 +468,7 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
                 },
             };
 
-            if let Err(e) = h1::write_all(&conn.io, &mut [IoSlice::new(&out.head)]).await {
+            if let Err(e) = conn.io.write_all(&mut [IoSlice::new(&out.head)]).await {
                 // No request left: safe to send anywhere.
                 if reused {
                     continue; // a pooled connection that just closed

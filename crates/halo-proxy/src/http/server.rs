@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use super::client_io::{self, ClientIo};
+use super::peer_io::{self, ClientIo};
 use bytes::{Buf as _, BytesMut};
 use http::{Method, StatusCode};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -109,7 +109,7 @@ pub(super) async fn serve(ctx: Arc<ConnCtx>, io: ClientIo) {
                 break Step::Answer(0, REFUSED, g);
             }
             let fill =
-                std::future::poll_fn(|cx| client_io::poll_fill(&mut io, &mut buf, HEAD_READ, cx));
+                std::future::poll_fn(|cx| peer_io::poll_fill(&mut io, &mut buf, HEAD_READ, cx));
             match timeout_at(deadline, fill).await {
                 Ok(Ok(1..)) => {}
                 Ok(Ok(0) | Err(_)) => {
@@ -570,14 +570,14 @@ async fn tunnel(io: Arc<ClientIo>, early_up: BytesMut, resp: ResponseHead, mut b
             .write_all(&mut [IoSlice::new(&head), IoSlice::new(&early_down)])
             .await?;
         if !early_up.is_empty() {
-            h1::write_all(&server, &mut [IoSlice::new(&early_up)]).await?;
+            server.write_all(&mut [IoSlice::new(&early_up)]).await?;
         }
         Ok::<_, std::io::Error>(())
     };
     let outcome = match started.await {
         Ok(()) => {
             let (cr, cw) = client.into_halves();
-            let (sr, sw) = server.into_split();
+            let (sr, sw) = server.into_halves();
             crate::tcp::pump(cr, cw, sr, sw, idle).await
         }
         Err(error) => Err(crate::tcp::PumpError {

@@ -10,6 +10,7 @@ use halo_config::SendProxy;
 use tokio::time::Instant;
 
 use super::h1::Conn;
+use super::peer_io::ServerIo;
 use crate::pool::ServerRuntime;
 
 /// Idle connections beyond this many per server and thread are closed rather
@@ -96,9 +97,10 @@ pub(crate) async fn connect(
 ) -> std::io::Result<Conn> {
     let header = (send_proxy != SendProxy::Off)
         .then(|| crate::proxy_protocol::header(send_proxy, client, local));
-    let stream = match crate::tcp::open(server, header.as_deref()).await? {
-        crate::tcp::Upstream::Plain(s) => s,
-        crate::tcp::Upstream::Tls(s) => crate::tcp::relay(*s).await?,
-    };
-    Ok(Conn::new(stream))
+    Ok(Conn::new(
+        match crate::tcp::open(server, header.as_deref()).await? {
+            crate::tcp::Upstream::Plain(s) => ServerIo::Plain(s),
+            crate::tcp::Upstream::Tls(s) => ServerIo::tls(*s),
+        },
+    ))
 }

@@ -1,8 +1,10 @@
-//! A client's connection as halo's HTTP/1.1 engine (`server`) uses it: a
-//! socket, or a TLS stream over one (`https`). The engine shares it between
-//! the request's task and a request-body reader (`Arc`); a TLS stream's
-//! state is one, so it sits behind a mutex that is only held for one poll
-//! (the engine's tasks of a connection run on one thread: it never waits).
+//! A connection as halo's HTTP/1.1 engine uses it, on either side: a socket,
+//! or a TLS stream over one (a client of an `https` listener: [`ClientIo`];
+//! a server of a pool with `[pool.tls]`: [`ServerIo`]). The engine shares it
+//! between the request's task and a body reader or writer (`Arc`); a TLS
+//! stream's state is one, so it sits behind a mutex that is only held for
+//! one poll (the engine's tasks of a connection run on one thread: it never
+//! waits).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -13,21 +15,28 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-type Tls = tokio_rustls::server::TlsStream<TcpStream>;
-
-/// One client connection.
+/// One connection: a socket, or TLS over one (`T`).
 #[derive(Debug)]
-pub(crate) enum ClientIo {
+pub(crate) enum Io<T> {
     Plain(TcpStream),
     /// Boxed: a TLS stream is over a kilobyte, a socket 40 bytes.
-    Tls(Box<Mutex<Tls>>),
+    Tls(Box<Mutex<T>>),
 }
 
-fn lock(m: &Mutex<Tls>) -> MutexGuard<'_, Tls> {
+/// A client's connection.
+pub(crate) type ClientIo = Io<tokio_rustls::server::TlsStream<TcpStream>>;
+/// A connection to a server.
+pub(crate) type ServerIo = Io<tokio_rustls::client::TlsStream<TcpStream>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl ClientIo {
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io<T> {
+    pub(crate) fn tls(stream: T) -> Self {
+        Self::Tls(Box::new(Mutex::new(stream)))
+    }
+
     /// Writes all of `bufs` (vectored: head and body in one system call on a
     /// socket; one TLS flush).
     pub(crate) async fn write_all(&self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
@@ -50,7 +59,7 @@ impl ClientIo {
         }
     }
 
-    /// No more bytes to the client (TLS: close_notify first).
+    /// No more bytes to the peer (TLS: close_notify first).
     pub(crate) async fn shutdown_write(&self) {
         match self {
             Self::Plain(s) => {
@@ -62,7 +71,7 @@ impl ClientIo {
         }
     }
 
-    /// Reads and drops up to `scratch` bytes; `Ok(0)` at the client's close.
+    /// Reads and drops up to `scratch` bytes; `Ok(0)` at the peer's close.
     pub(crate) async fn read_some(&self, scratch: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Plain(s) => loop {
@@ -104,10 +113,10 @@ impl ClientIo {
     }
 }
 
-/// Reads what the client has sent into `buf`, making room for `room` bytes
-/// first. `Ok(0)` is the client's close.
-pub(crate) fn poll_fill(
-    io: &mut Arc<ClientIo>,
+/// Reads what the peer has sent into `buf`, making room for `room` bytes
+/// first. `Ok(0)` is the peer's close.
+pub(crate) fn poll_fill<T: AsyncRead + Unpin>(
+    io: &mut Arc<Io<T>>,
     buf: &mut BytesMut,
     room: usize,
     cx: &mut Context<'_>,
@@ -117,16 +126,46 @@ pub(crate) fn poll_fill(
     // read drained it and skips the read that would only say EAGAIN).
     if let Some(io) = Arc::get_mut(io) {
         return match io {
-            ClientIo::Plain(s) => tokio_util::io::poll_read_buf(Pin::new(s), cx, buf),
-            ClientIo::Tls(m) => {
+            Io::Plain(s) => tokio_util::io::poll_read_buf(Pin::new(s), cx, buf),
+            Io::Tls(m) => {
                 let tls = m.get_mut().unwrap_or_else(PoisonError::into_inner);
                 tokio_util::io::poll_read_buf(Pin::new(tls), cx, buf)
             }
         };
     }
-    // A request-body reader or a 100-continue writer holds the other handle.
+    // A body reader or writer, or a 100-continue writer, holds the other handle.
     match &**io {
-        ClientIo::Plain(s) => super::h1::poll_read_shared(s, buf, cx),
-        ClientIo::Tls(m) => tokio_util::io::poll_read_buf(Pin::new(&mut *lock(m)), cx, buf),
+        Io::Plain(s) => super::h1::poll_read_shared(s, buf, cx),
+        Io::Tls(m) => tokio_util::io::poll_read_buf(Pin::new(&mut *lock(m)), cx, buf),
+    }
+}
+
+impl ServerIo {
+    /// Whether an idle server connection can still carry a request: no byte
+    /// and no close from the server since its last response. Costs no
+    /// system call unless the socket has become readable.
+    pub(crate) fn is_usable(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self {
+            Self::Plain(s) => match s.poll_read_ready(&mut cx) {
+                Poll::Pending => true,
+                // Readable: a close, a reset, or bytes nobody asked for; or
+                // a stale readiness, which a one-byte probe read tells apart.
+                Poll::Ready(Ok(())) => {
+                    matches!(s.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                }
+                Poll::Ready(Err(_)) => false,
+            },
+            // A read that finds no application data is Pending (records
+            // such as session tickets are taken in passing); data, a
+            // close_notify or an error mean the connection is done.
+            Self::Tls(m) => {
+                let mut one = [0u8; 1];
+                let mut rb = tokio::io::ReadBuf::new(&mut one);
+                Pin::new(&mut *lock(m))
+                    .poll_read(&mut cx, &mut rb)
+                    .is_pending()
+            }
+        }
     }
 }
