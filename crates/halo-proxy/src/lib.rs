@@ -77,6 +77,10 @@ pub enum ProxyError {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     listeners: HashMap<String, ListenerRuntime>,
+    /// Which listener each listening socket serves. In the snapshot, so one
+    /// swap moves a socket to another listener (renamed, or an address moved)
+    /// together with the listeners themselves: the socket stays open.
+    by_socket: HashMap<SocketId, Arc<str>>,
 }
 
 /// One listener's part of a [`Snapshot`].
@@ -157,7 +161,16 @@ impl Snapshot {
                 (l.name.clone(), runtime)
             })
             .collect();
-        Self { listeners }
+        Self {
+            listeners,
+            by_socket: HashMap::new(),
+        }
+    }
+
+    /// The same, with `held` telling which listener each socket serves.
+    fn with_sockets(mut self, held: &[Held]) -> Self {
+        self.by_socket = held.iter().map(|h| (h.id, Arc::clone(&h.key.0))).collect();
+        self
     }
 
     pub(crate) fn listener(&self, name: &str) -> Option<&ListenerRuntime> {
@@ -185,9 +198,9 @@ pub struct Proxy {
     /// Shared with the task that reloads certificates changed on disk.
     terminators: Arc<ArcSwap<Terminators>>,
     watcher: Option<JoinHandle<()>>,
-    /// Every listening address: which listener, as configured, and as bound
-    /// (port 0 resolved). A reload keeps the sockets of the pairs it keeps.
-    sockets: Vec<(SocketKey, SocketAddr)>,
+    /// Every listening address. A reload keeps the sockets of the pairs it
+    /// keeps, and those of addresses that move to another listener.
+    sockets: Vec<Held>,
     /// One per proxy thread, or one task on the caller's runtime.
     workers: Vec<Worker>,
     stats: Arc<Stats>,
@@ -198,11 +211,26 @@ pub struct Proxy {
 /// written. (With the name in it, two listeners may both bind port 0.)
 type SocketKey = (Arc<str>, SocketAddr);
 
+/// One listening address's sockets (a copy per worker share the id).
+type SocketId = u64;
+
+static NEXT_SOCKET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// An address the proxy listens on: for which listener and bind as written,
+/// where it is bound (port 0 resolved), and its sockets' id.
+#[derive(Debug, Clone)]
+struct Held {
+    key: SocketKey,
+    local: SocketAddr,
+    id: SocketId,
+}
+
 /// One bound copy of a listener's address, on its way to a worker.
 #[derive(Debug)]
 struct Bound {
     socket: std::net::TcpListener,
     key: SocketKey,
+    id: SocketId,
 }
 
 /// A reload that has bound what it adds and can no longer fail: from
@@ -215,8 +243,10 @@ pub struct PreparedReload {
     terminators: Vec<(String, NewTls)>,
     /// Per worker, its copies of the new sockets.
     added: Vec<Vec<Bound>>,
-    added_addrs: Vec<(SocketKey, SocketAddr)>,
-    removed: Vec<SocketKey>,
+    added_addrs: Vec<Held>,
+    removed: Vec<Held>,
+    /// Sockets that stay open for another listener: as held, and for whom.
+    moved: Vec<(Held, SocketKey)>,
 }
 
 /// A listener's TLS after a reload.
@@ -232,7 +262,7 @@ enum WorkerCommand {
     /// Accept on these too.
     Serve(Vec<Bound>),
     /// Close these listening sockets (their connections go on).
-    Close(Vec<SocketKey>),
+    Close(Vec<SocketId>),
     /// Close every listening socket: the drain before a stop.
     Quiet,
 }
@@ -251,16 +281,15 @@ struct Worker {
 /// The accept tasks of one worker, by socket; dropping it (the worker's
 /// end) closes every listening socket.
 #[derive(Default)]
-struct AcceptTasks(HashMap<SocketKey, JoinHandle<()>>);
+struct AcceptTasks(HashMap<SocketId, JoinHandle<()>>);
 
 impl AcceptTasks {
     fn serve(&mut self, bound: Vec<Bound>, snapshot: &Arc<ArcSwap<Snapshot>>) {
         for b in bound {
             match TcpListener::from_std(b.socket) {
                 Ok(l) => {
-                    let task =
-                        tokio::spawn(accept_loop(l, Arc::clone(&b.key.0), Arc::clone(snapshot)));
-                    if let Some(old) = self.0.insert(b.key, task) {
+                    let task = tokio::spawn(accept_loop(l, b.id, Arc::clone(snapshot)));
+                    if let Some(old) = self.0.insert(b.id, task) {
                         old.abort();
                     }
                 }
@@ -271,8 +300,8 @@ impl AcceptTasks {
         }
     }
 
-    fn close(&mut self, keys: &[SocketKey]) {
-        for k in keys {
+    fn close(&mut self, ids: &[SocketId]) {
+        for k in ids {
             if let Some(task) = self.0.remove(k) {
                 task.abort();
             }
@@ -299,7 +328,7 @@ async fn work(
     while let Some(cmd) = commands.recv().await {
         match cmd {
             WorkerCommand::Serve(bound) => accepts.serve(bound, &snapshot),
-            WorkerCommand::Close(keys) => accepts.close(&keys),
+            WorkerCommand::Close(ids) => accepts.close(&ids),
             WorkerCommand::Quiet => {
                 for (_, task) in accepts.0.drain() {
                     task.abort();
@@ -418,14 +447,13 @@ impl Proxy {
             })?;
             terminators.insert(l.name.clone(), Arc::new(t));
         }
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
-            config,
-            registry,
-            &stats,
-            seed,
-            true,
-            &terminators,
-        )));
+        let PreparedReload {
+            added, added_addrs, ..
+        } = bind_new(&[], config, threads.unwrap_or(1))?;
+        let snapshot = Arc::new(ArcSwap::from_pointee(
+            Snapshot::build(config, registry, &stats, seed, true, &terminators)
+                .with_sockets(&added_addrs),
+        ));
         let terminators = Arc::new(ArcSwap::from_pointee(terminators));
         let mut proxy = Self {
             snapshot,
@@ -438,9 +466,6 @@ impl Proxy {
             stats,
             seed,
         };
-        let PreparedReload {
-            added, added_addrs, ..
-        } = proxy.bind_new(config, threads.unwrap_or(1))?;
         log_listening(&added_addrs, config, threads.unwrap_or(1));
         proxy.sockets = added_addrs;
         for (i, bound) in added.into_iter().enumerate() {
@@ -454,55 +479,6 @@ impl Proxy {
         Ok(proxy)
     }
 
-    /// Binds, `copies` times each, the addresses of `config` this proxy does
-    /// not listen on yet; lists those it listens on that `config` drops.
-    fn bind_new(&self, config: &Config, copies: usize) -> Result<PreparedReload, ProxyError> {
-        let mut prepared = PreparedReload {
-            terminators: Vec::new(),
-            added: (0..copies).map(|_| Vec::new()).collect(),
-            added_addrs: Vec::new(),
-            removed: Vec::new(),
-        };
-        let mut wanted = Vec::new();
-        for l in &config.listeners {
-            let name: Arc<str> = l.name.as_str().into();
-            for &addr in &l.binds {
-                let key = (Arc::clone(&name), addr);
-                wanted.push(key.clone());
-                if self.sockets.iter().any(|(k, _)| *k == key) {
-                    continue;
-                }
-                let err = |source| ProxyError::Bind {
-                    listener: l.name.clone(),
-                    addr,
-                    source,
-                };
-                let first = bind(addr).map_err(err)?;
-                // Port 0: the other copies join the port the first one got.
-                let local = first.local_addr().unwrap_or(addr);
-                prepared.added_addrs.push((key.clone(), local));
-                let mut socket = Some(first);
-                for worker in &mut prepared.added {
-                    let socket = match socket.take() {
-                        Some(s) => s,
-                        None => bind(local).map_err(err)?,
-                    };
-                    worker.push(Bound {
-                        socket,
-                        key: key.clone(),
-                    });
-                }
-            }
-        }
-        prepared.removed = self
-            .sockets
-            .iter()
-            .filter(|(k, _)| !wanted.contains(k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        Ok(prepared)
-    }
-
     /// Counters of every listener, pool and server (kept across reloads).
     #[must_use]
     pub fn stats(&self) -> &Arc<Stats> {
@@ -514,7 +490,7 @@ impl Proxy {
     pub fn bound(&self) -> Vec<(String, SocketAddr)> {
         self.sockets
             .iter()
-            .map(|((name, _), local)| (name.to_string(), *local))
+            .map(|h| (h.key.0.to_string(), h.local))
             .collect()
     }
 
@@ -526,7 +502,7 @@ impl Proxy {
     /// An address that cannot be bound, or a protocol not built yet.
     pub fn prepare_reload(&self, config: &Config) -> Result<PreparedReload, ProxyError> {
         check_pool_tls(config)?;
-        let mut prepared = self.bind_new(config, self.workers.len())?;
+        let mut prepared = bind_new(&self.sockets, config, self.workers.len())?;
         let running = self.terminators.load();
         for l in config
             .listeners
@@ -556,6 +532,7 @@ impl Proxy {
             added,
             added_addrs,
             removed,
+            moved,
         } = prepared;
         let running = self.terminators.load_full();
         let mut next = Terminators::new();
@@ -577,15 +554,27 @@ impl Proxy {
             tracing::info!(listener = %name, certificates = %t.summary().join("; "), "TLS certificates");
             next.insert(name, t);
         }
-        // The snapshot first: a new socket's first connection finds its listener.
-        self.snapshot.store(Arc::new(Snapshot::build(
-            config,
-            registry,
-            &self.stats,
-            self.seed,
-            false,
-            &next,
-        )));
+        // What is listened on after: kept, moved (the new listener's key),
+        // added.
+        let mut sockets: Vec<Held> = self
+            .sockets
+            .iter()
+            .filter(|h| !removed.iter().any(|r| r.id == h.id))
+            .map(|h| match moved.iter().find(|(m, _)| m.id == h.id) {
+                Some((_, to)) => Held {
+                    key: to.clone(),
+                    ..h.clone()
+                },
+                None => h.clone(),
+            })
+            .collect();
+        sockets.extend(added_addrs.iter().cloned());
+        // The snapshot first: a new socket's first connection finds its
+        // listener, and a moved socket serves its new listener from here on.
+        self.snapshot.store(Arc::new(
+            Snapshot::build(config, registry, &self.stats, self.seed, false, &next)
+                .with_sockets(&sockets),
+        ));
         self.terminators.store(Arc::new(next));
         log_listening(&added_addrs, config, self.workers.len());
         for (worker, bound) in self.workers.iter().zip(added) {
@@ -593,16 +582,19 @@ impl Proxy {
                 worker.tell(WorkerCommand::Serve(bound));
             }
         }
+        for (from, (to, _)) in &moved {
+            tracing::info!(listener = %to, addr = %from.local, from = %from.key.0, "the socket now serves another listener (kept open)");
+        }
         if !removed.is_empty() {
-            for (name, addr) in &removed {
-                tracing::info!(listener = %name, %addr, "closing: the reload removed it");
+            for h in &removed {
+                tracing::info!(listener = %h.key.0, addr = %h.local, "closing: the reload removed it");
             }
+            let ids: Vec<SocketId> = removed.iter().map(|h| h.id).collect();
             for worker in &self.workers {
-                worker.tell(WorkerCommand::Close(removed.clone()));
+                worker.tell(WorkerCommand::Close(ids.clone()));
             }
         }
-        self.sockets.retain(|(k, _)| !removed.contains(k));
-        self.sockets.extend(added_addrs);
+        self.sockets = sockets;
     }
 
     /// [`Self::prepare_reload`] then [`Self::apply_reload`].
@@ -692,8 +684,79 @@ fn check_pool_tls(config: &Config) -> Result<(), ProxyError> {
     Ok(())
 }
 
-fn log_listening(added: &[(SocketKey, SocketAddr)], config: &Config, threads: usize) {
-    for (key, local) in added {
+/// Binds, `copies` times each, the addresses of `config` not in `held` yet;
+/// lists those in `held` that `config` drops, and those it gives to another
+/// listener (kept open: matched by the bind as written or as bound, not
+/// port 0).
+fn bind_new(held: &[Held], config: &Config, copies: usize) -> Result<PreparedReload, ProxyError> {
+    let mut prepared = PreparedReload {
+        terminators: Vec::new(),
+        added: (0..copies).map(|_| Vec::new()).collect(),
+        added_addrs: Vec::new(),
+        removed: Vec::new(),
+        moved: Vec::new(),
+    };
+    let wanted = |k: &SocketKey| {
+        config
+            .listeners
+            .iter()
+            .any(|l| *l.name == *k.0 && l.binds.contains(&k.1))
+    };
+    for l in &config.listeners {
+        let name: Arc<str> = l.name.as_str().into();
+        for &addr in &l.binds {
+            let key = (Arc::clone(&name), addr);
+            if held.iter().any(|h| h.key == key) {
+                continue;
+            }
+            let free = |h: &&Held| {
+                addr.port() != 0
+                    && (h.key.1 == addr || h.local == addr)
+                    && !wanted(&h.key)
+                    && !prepared.moved.iter().any(|(m, _)| m.id == h.id)
+            };
+            if let Some(h) = held.iter().find(free) {
+                prepared.moved.push((h.clone(), key));
+                continue;
+            }
+            let err = |source| ProxyError::Bind {
+                listener: l.name.clone(),
+                addr,
+                source,
+            };
+            let first = bind(addr).map_err(err)?;
+            // Port 0: the other copies join the port the first one got.
+            let local = first.local_addr().unwrap_or(addr);
+            let id = NEXT_SOCKET.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            prepared.added_addrs.push(Held {
+                key: key.clone(),
+                local,
+                id,
+            });
+            let mut socket = Some(first);
+            for worker in &mut prepared.added {
+                let socket = match socket.take() {
+                    Some(s) => s,
+                    None => bind(local).map_err(err)?,
+                };
+                worker.push(Bound {
+                    socket,
+                    key: key.clone(),
+                    id,
+                });
+            }
+        }
+    }
+    prepared.removed = held
+        .iter()
+        .filter(|h| !wanted(&h.key) && !prepared.moved.iter().any(|(m, _)| m.id == h.id))
+        .cloned()
+        .collect();
+    Ok(prepared)
+}
+
+fn log_listening(added: &[Held], config: &Config, threads: usize) {
+    for Held { key, local, .. } in added {
         let protocol = config
             .listeners
             .iter()
@@ -737,16 +800,22 @@ async fn client_addresses(
 /// Accepts connections for ever, each served in its own task by the
 /// protocol its listener has in the current snapshot (a reload may change
 /// it and keep the socket).
-async fn accept_loop(listener: TcpListener, name: Arc<str>, snapshot: Arc<ArcSwap<Snapshot>>) {
+async fn accept_loop(listener: TcpListener, id: SocketId, snapshot: Arc<ArcSwap<Snapshot>>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 // The snapshot of the accept, handed on: the connection
-                // starts on it (and a TCP one stays on it).
+                // starts on it (and a TCP one stays on it). It also says
+                // which listener this socket serves now.
                 let accepted = snapshot.load_full();
+                let Some(name) = accepted.by_socket.get(&id).cloned() else {
+                    // Removed by a reload whose close has not reached this
+                    // task yet.
+                    drop(stream);
+                    continue;
+                };
                 let protocol = accepted.listener(&name).map(|l| l.protocol);
-                let name = Arc::clone(&name);
                 match protocol {
                     Some(Protocol::Tcp | Protocol::TlsPassthrough) => {
                         tokio::spawn(tcp::handle(stream, peer, name, accepted));
@@ -766,7 +835,8 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, snapshot: Arc<ArcSwa
             }
             Err(e) => {
                 // Out of file descriptors and the like: keep serving what we can.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
+                let name = snapshot.load().by_socket.get(&id).cloned();
+                tracing::warn!(listener = ?name, error = %e, "accept failed");
                 tokio::task::yield_now().await;
             }
         }
@@ -775,8 +845,8 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, snapshot: Arc<ArcSwa
 
 /// A listening socket with a deep backlog; IPv6 sockets are IPv6-only so
 /// `[::]:80` and `0.0.0.0:80` can both be bound. `SO_REUSEPORT` always: each
-/// proxy thread binds its own copy, and a reload that moves an address to
-/// another listener binds it before the old socket closes (as HAProxy does).
+/// proxy thread binds its own copy. (A reload that gives an address to
+/// another listener keeps its sockets: see [`Snapshot`]'s `by_socket`.)
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),

@@ -1090,7 +1090,6 @@ async fn a_removed_listeners_http2_connection_is_shut() {
             )
         )
     };
-    let parse = |toml: &str| halo_config::parse(std::path::Path::new("test.toml"), toml).unwrap();
     let mut run = Running::start(&config("old")).await;
     let (mut send, conn) = h2_connect(run.addr()).await;
     // A stream that stays open 4 s: the connection is never idle meanwhile.
@@ -1659,25 +1658,112 @@ async fn a_server_given_by_name_is_resolved_and_reached() {
     }
 }
 
+/// Pools "pa" and "pb" over backends answering "a" and "b", for the reload
+/// tests (the backends run while the second value lives).
+async fn pools_a_b() -> (String, (Backend, Backend)) {
+    let (a, ta) = backend("a").await;
+    let (b, tb) = backend("b").await;
+    let pools = format!(
+        "{}{}",
+        pool("pa", "", &[("a", a, "")]),
+        pool("pb", "", &[("b", b, "")])
+    );
+    (pools, (ta, tb))
+}
+
+/// A `[[listener]]` on `bind`.
+fn listener_at(name: &str, bind: &str, protocol: &str, pool: &str) -> String {
+    format!(
+        "[[listener]]\nname = \"{name}\"\nbind = [\"{bind}\"]\nprotocol = \"{protocol}\"\ndefault_pool = \"{pool}\"\n"
+    )
+}
+
+fn parse(toml: &str) -> halo_config::Config {
+    halo_config::parse(std::path::Path::new("test.toml"), toml).unwrap()
+}
+
+/// The kernel's listening sockets on `addr` (IPv4), by inode, from
+/// /proc/net/tcp: the same inodes mean the same sockets.
+fn listening_inodes(addr: SocketAddr) -> Vec<u64> {
+    let SocketAddr::V4(a) = addr else {
+        panic!("IPv4 only")
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(a.ip().octets()),
+        a.port()
+    );
+    let mut inodes: Vec<u64> = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st ... inode (the tenth field); 0A is LISTEN.
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+                .then(|| f.get(9).and_then(|i| i.parse().ok()))
+                .flatten()
+        })
+        .collect();
+    inodes.sort_unstable();
+    inodes
+}
+
+/// A reload that renames a listener, or gives its address to another one,
+/// keeps the socket open (the same kernel socket serves the new listener),
+/// so no connection waiting in its accept queue is reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_listener_keeps_its_socket() {
+    let (pools, _backends) = pools_a_b().await;
+    let listener = |name: &str, bind: &str, pool: &str| listener_at(name, bind, "http", pool);
+    let mut run = Running::start(&format!("{}{pools}", listener("one", "127.0.0.1:0", "pa"))).await;
+    let at = run.addr();
+    let before = listening_inodes(at);
+    assert!(!before.is_empty());
+    assert!(
+        raw(at, b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .contains("\r\n\r\na\n")
+    );
+
+    // "one" becomes "two" on the address it had, with another pool.
+    let renamed = format!("{}{pools}", listener("two", &at.to_string(), "pb"));
+    run.registry.apply(&parse(&renamed));
+    run.proxy.reload(&parse(&renamed), &run.registry).unwrap();
+    assert_eq!(run.proxy.bound(), vec![("two".to_owned(), at)]);
+    assert_eq!(
+        listening_inodes(at),
+        before,
+        "the same socket, not a new one"
+    );
+    assert!(
+        raw(at, b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .contains("\r\n\r\nb\n")
+    );
+
+    // Renamed again, now with the address as written: still the same socket.
+    let again = format!("{}{pools}", listener("three", &at.to_string(), "pa"));
+    run.registry.apply(&parse(&again));
+    run.proxy.reload(&parse(&again), &run.registry).unwrap();
+    assert_eq!(run.proxy.bound(), vec![("three".to_owned(), at)]);
+    assert_eq!(listening_inodes(at), before);
+    assert!(
+        raw(at, b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .contains("\r\n\r\na\n")
+    );
+}
+
 /// A reload adds a listener (it serves at once), removes one (its socket
 /// closes; a keep-alive connection on it gets its next request answered on
 /// the old routes, with `connection: close`), changes a listener's protocol
 /// on the same socket, and a bind that fails refuses the whole reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_adds_removes_and_reprotocols_listeners() {
-    let (a, _ta) = backend("a").await;
-    let (b, _tb) = backend("b").await;
-    let pools = format!(
-        "{}{}",
-        pool("pa", "", &[("a", a, "")]),
-        pool("pb", "", &[("b", b, "")])
-    );
-    let listener = |name: &str, protocol: &str, pool: &str| {
-        format!(
-            "[[listener]]\nname = \"{name}\"\nbind = [\"127.0.0.1:0\"]\nprotocol = \"{protocol}\"\ndefault_pool = \"{pool}\"\n"
-        )
-    };
-    let parse = |toml: &str| halo_config::parse(std::path::Path::new("test.toml"), toml).unwrap();
+    let (pools, _backends) = pools_a_b().await;
+    let listener =
+        |name: &str, protocol: &str, pool: &str| listener_at(name, "127.0.0.1:0", protocol, pool);
     let first = format!("{}{pools}", listener("one", "http", "pa"));
     let mut run = Running::start(&first).await;
     let one = run.addr();
