@@ -37,6 +37,7 @@ pub(crate) struct RawNode {
 pub(crate) struct RawAdmin {
     pub(crate) listen: Option<S<String>>,
     pub(crate) token_file: Option<S<String>>,
+    pub(crate) state_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

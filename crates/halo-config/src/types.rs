@@ -58,6 +58,9 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// File holding the bearer token for changes, resolved against the config's folder.
     pub token_file: Option<PathBuf>,
+    /// Where run-time server state (admin state, weight) is kept across
+    /// restarts (HAProxy's `server-state-file`), resolved likewise.
+    pub state_file: Option<PathBuf>,
 }
 
 /// `[[listener]]`.

@@ -288,7 +288,12 @@ impl Validator<'_, '_> {
             None => DEFAULT_ADMIN.parse().ok()?,
         };
         let token_file = a.token_file.as_ref().map(|t| base_dir.join(t.get_ref()));
-        Some(Admin { listen, token_file })
+        let state_file = a.state_file.as_ref().map(|t| base_dir.join(t.get_ref()));
+        Some(Admin {
+            listen,
+            token_file,
+            state_file,
+        })
     }
 
     // === [[listener]] ===

@@ -8,6 +8,7 @@ mod check;
 mod client;
 mod demo;
 mod run;
+mod state;
 mod vip;
 
 use std::path::PathBuf;

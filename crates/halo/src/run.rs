@@ -104,6 +104,10 @@ pub(crate) async fn serve_with(
     let token = crate::admin::read_token(&config)?;
     let mut registry = Registry::new(HealthHub::new(seed));
     registry.apply(&config);
+    // Before anything accepts: a server drained before a restart stays so.
+    if let Some(path) = config.admin.as_ref().and_then(|a| a.state_file.as_ref()) {
+        crate::state::load(path, &config, &registry);
+    }
     let proxy = Proxy::start_threaded(&config, &registry, seed, config.node.threads.into())?;
     let dns = match &config.gslb {
         Some(_) => Some(Dns::start(
@@ -238,6 +242,18 @@ impl Node<'_> {
                     weight,
                     &who,
                 );
+                // Kept for the next start; the change holds even if the
+                // file cannot be written (said in the log).
+                if r.is_ok()
+                    && let Some(path) = self
+                        .config
+                        .admin
+                        .as_ref()
+                        .and_then(|a| a.state_file.as_ref())
+                    && let Err(e) = crate::state::save(path, &self.config, &self.registry)
+                {
+                    tracing::error!("{e:#}");
+                }
                 let _ = reply.send(r);
             }
             halo_admin::Command::Reload { who, reply } => {

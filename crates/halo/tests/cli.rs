@@ -398,6 +398,105 @@ fn admin_api_status_ctl_metrics_and_reload() {
     drop(backend);
 }
 
+/// `[admin] state_file`: a server put in maintenance and a weight set at run
+/// time survive a restart (written after each change, applied before any
+/// traffic at start); a malformed file is logged and ignored.
+#[test]
+fn run_time_server_state_survives_a_restart() {
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = backend.local_addr().unwrap();
+    let token = temp_config("state.token", "state-token\n");
+    let state = temp_config("servers.state.json", "");
+    std::fs::remove_file(&state).unwrap();
+    let path = temp_config(
+        "state.toml",
+        &format!(
+            "[node]\nname = \"st\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\nstate_file = \"{}\"\n\
+             [[pool]]\nname = \"app\"\n[[pool.server]]\nname = \"s1\"\naddress = \"{up}\"\n\
+             [[pool.server]]\nname = \"s2\"\naddress = \"{up}\"\n",
+            token.display(),
+            state.display()
+        ),
+    );
+    let ctl = |url: &str, args: &[&str]| {
+        let out = halo()
+            .args(args)
+            .args(["--admin", url, "--token-file"])
+            .arg(&token)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out
+    };
+    // Each server's (admin, weight) as `halo status --json` shows them.
+    let servers = |url: &str| -> Vec<(String, u64)> {
+        let st: serde_json::Value =
+            serde_json::from_slice(&ctl(url, &["status", "--json"]).stdout).unwrap();
+        st["pools"][0]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["admin"].as_str().unwrap().to_owned(),
+                    s["weight"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Starts halo; `first` is a log line expected before the admin API's.
+    let start = |first: Option<&str>| {
+        let (child, logs) = run_halo(&path);
+        if let Some(line) = first {
+            logs.wait_for(line);
+        }
+        let url = format!("http://{}", addr_in(&logs.wait_for("admin API listening")));
+        (child, logs, url)
+    };
+
+    let (mut child, logs, url) = start(None);
+    assert_eq!(
+        servers(&url),
+        [("ready".to_owned(), 1), ("ready".to_owned(), 1)]
+    );
+    ctl(&url, &["ctl", "maint", "app/s1"]);
+    ctl(&url, &["ctl", "weight", "app/s2", "9"]);
+    logs.wait_for("admin change: app/s2 is weight 9");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        saved,
+        serde_json::json!({"servers": [
+            {"pool": "app", "server": "s1", "admin": "maint"},
+            {"pool": "app", "server": "s2", "weight": 9}
+        ]})
+    );
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    drop(logs);
+
+    // Started again: both come back as they were left.
+    let (mut child, logs, url) = start(Some("server state restored from the state file"));
+    assert_eq!(
+        servers(&url),
+        [("maint".to_owned(), 1), ("ready".to_owned(), 9)]
+    );
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    drop(logs);
+
+    // A file that is not JSON does not stop halo: logged, servers ready.
+    std::fs::write(&state, "not json").unwrap();
+    let (mut child, _logs, url) = start(Some("state file is not valid JSON"));
+    assert_eq!(
+        servers(&url),
+        [("ready".to_owned(), 1), ("ready".to_owned(), 1)]
+    );
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+    drop(backend);
+}
+
 /// Polls `f` until it holds, or panics naming `what`. (A real process runs
 /// on real time: a wall-clock deadline; the pause is a poll interval.)
 #[allow(clippy::disallowed_methods)]
