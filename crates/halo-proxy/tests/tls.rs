@@ -834,8 +834,10 @@ async fn pool_tls_reencrypts_verifies_and_checks_over_tls() {
         ))
     };
     // Re-encrypted, twice on the same pooled server connection: two
-    // requests on one client connection (the second is taken after the
-    // first's response ended, when its server connection is idle again).
+    // requests on one client connection, so one proxy thread serves both
+    // (idle server connections are pooled per thread: two client
+    // connections may land on two threads) and the second is read after
+    // the first's response ended, when its server connection is idle again.
     let answer = ask(
         "GET / HTTP/1.1\r\nhost: api.test\r\n\r\nGET / HTTP/1.1\r\nhost: api.test\r\nconnection: close\r\n\r\n".into(),
     )
