@@ -41,11 +41,7 @@ for tool in gdnsd dnsperf dig python3 valgrind callgrind_control; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y gdnsd dnsperf bind9-dnsutils valgrind python3" >&2; exit 2; }
 done
 [ -x "$HALO" ] || { echo "no halo binary at $HALO: run cargo build --release" >&2; exit 2; }
-finish() {
-  stop_started
-  [ "${KEEP:-0}" = 1 ] && echo "callgrind files kept in $WORK" || rm -rf "$WORK"
-}
-trap finish EXIT
+trap cleanup_callgrind EXIT
 
 dns_backends
 dns_configs

@@ -32,11 +32,7 @@ for tool in nginx haproxy valgrind callgrind_control python3 curl; do
 done
 [ -x "$HALO" ] || { echo "no halo binary at $HALO: run cargo build --release" >&2; exit 2; }
 
-cleanup() {
-  stop_started
-  [ "${KEEP:-0}" = 1 ] && echo "callgrind files kept in $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap cleanup_callgrind EXIT
 
 nginx_conf "$WORK/nginx" "
   server { listen 127.0.0.1:28281; location / { add_header X-Server s1; return 200 \"hello from s1\\n\"; } }

@@ -72,3 +72,11 @@ cleanup() {
   stop_started
   for g in "${CGROUPS[@]:-}"; do [ -n "$g" ] && rmdir "$g" 2>/dev/null || true; done
 }
+
+# cleanup_callgrind: cleanup, then WORK removed, or kept with KEEP=1 (the
+# callgrind files of bench/instructions.sh and bench/dns-instructions.sh,
+# for callgrind_annotate).
+cleanup_callgrind() {
+  cleanup
+  if [ "${KEEP:-0}" = 1 ]; then echo "callgrind files kept in $WORK"; else rm -rf "$WORK"; fi
+}

@@ -428,6 +428,10 @@ impl Default for Passive {
     }
 }
 
+/// The largest weight a server (or GSLB endpoint) takes, in the file or at
+/// run time (HAProxy's range, 0..=256).
+pub const MAX_WEIGHT: u16 = 256;
+
 /// `[[pool.server]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {

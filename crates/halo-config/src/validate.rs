@@ -892,7 +892,12 @@ impl Validator<'_, '_> {
         Some(Server {
             name,
             address,
-            weight: self.int(s.weight.as_ref(), "weight", 0..=256, 1u16),
+            weight: self.int(
+                s.weight.as_ref(),
+                "weight",
+                0..=i64::from(crate::types::MAX_WEIGHT),
+                1u16,
+            ),
             max_conns: self.int(s.max_conns.as_ref(), "max_conns", 0..=10_000_000, 0u32),
             backup: s.backup,
         })
@@ -1739,7 +1744,12 @@ impl Validator<'_, '_> {
             address,
             site,
             health,
-            weight: self.int(e.weight.as_ref(), "weight", 0..=256, 1u16),
+            weight: self.int(
+                e.weight.as_ref(),
+                "weight",
+                0..=i64::from(crate::types::MAX_WEIGHT),
+                1u16,
+            ),
         })
     }
 

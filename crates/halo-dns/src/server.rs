@@ -111,8 +111,8 @@ pub(crate) struct Answerer {
     pub(crate) counters: Arc<Counters>,
     pub(crate) notify: UnboundedSender<IpAddr>,
     picker: Picker,
-    /// The question's name, lower-cased and dotted (kept: zeroing 255 bytes
-    /// per query is measurable).
+    /// The question's name, lower-cased and dotted (kept between queries
+    /// rather than zeroed anew for each).
     name: [u8; MAX_NAME],
 }
 

@@ -56,7 +56,9 @@ pub(crate) fn serve(socket: UdpSocket, mut answerer: Answerer, stop: Arc<AtomicB
     let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
     // Built here, on the socket's own thread (the batch holds raw pointers).
     let mut batch = UdpBatch::new(wildcard);
-    let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut replies: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| Vec::with_capacity(usize::from(crate::wire::EDNS_PAYLOAD)))
+        .collect();
     let mut answered = [false; BATCH];
     let source = Arc::clone(&answerer.published);
 

@@ -262,12 +262,14 @@ fn read_question_name(msg: &[u8], at: usize, out: &mut [u8; MAX_NAME]) -> Option
             out[len] = b'.';
             len += 1;
         }
-        // One bounds check per label, not per byte (the loop vectorises).
+        // One bounds check per label, not per byte.
         let dst = out.get_mut(len..len + l)?;
         for (d, &b) in dst.iter_mut().zip(label) {
-            // Branch-free (a select), so the loop vectorises.
-            let lower = b.to_ascii_lowercase();
-            *d = if b == b'.' { 0xFF } else { lower };
+            *d = if b == b'.' {
+                0xFF
+            } else {
+                b.to_ascii_lowercase()
+            };
         }
         len += l;
         pos += 1 + l;

@@ -24,23 +24,8 @@ use tokio::time::timeout;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn have(program: &str, package: &str) -> bool {
-    if Path::new(program).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{program} is missing in CI: scripts/test installs {package}"
-    );
-    #[allow(clippy::print_stderr, reason = "a skipped test says so")]
-    {
-        eprintln!("SKIPPED: needs {program} (apt-get install {package}); CI has it");
-    }
-    false
-}
-
 fn tools() -> bool {
-    have("/usr/bin/openssl", "openssl") && have("/usr/bin/curl", "curl")
+    common::have("/usr/bin/openssl", "openssl") && common::have("/usr/bin/curl", "curl")
 }
 
 /// A folder with a CA and leaf certificates it signed.

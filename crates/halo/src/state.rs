@@ -104,11 +104,11 @@ pub(crate) fn load(path: &Path, config: &Config, registry: &Registry) -> usize {
             Some(w) => match w
                 .as_u64()
                 .and_then(|w| u16::try_from(w).ok())
-                .filter(|w| *w <= 256)
+                .filter(|w| *w <= halo_config::MAX_WEIGHT)
             {
                 Some(w) => Some(w),
                 None => {
-                    tracing::warn!(server = %format!("{pool}/{server}"), weight = %w, "state entry skipped: weight must be 0 to 256");
+                    tracing::warn!(server = %format!("{pool}/{server}"), weight = %w, "state entry skipped: weight out of range (0 to 256)");
                     continue;
                 }
             },

@@ -1,5 +1,5 @@
-//! What the TCP and HTTP tests share: a proxy built from config text as
-//! `halo run` builds it.
+//! What the TCP, HTTP and TLS tests share: a proxy built from config text as
+//! `halo run` builds it, and the check for a tool a test needs.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,4 +47,22 @@ impl Running {
         .await
         .unwrap_or_else(|_| panic!("{pool}/{server} not down in time"));
     }
+}
+
+/// Whether `program` (an absolute path) is installed; panics in CI when it
+/// is not (scripts/test installs `package`), says SKIPPED otherwise.
+#[allow(dead_code, reason = "not every test file needs a tool")]
+pub(crate) fn have(program: &str, package: &str) -> bool {
+    if Path::new(program).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{program} is missing in CI: scripts/test installs {package}"
+    );
+    #[allow(clippy::print_stderr, reason = "a skipped test says so")]
+    {
+        eprintln!("SKIPPED: needs {program} (apt-get install {package}); CI has it");
+    }
+    false
 }
