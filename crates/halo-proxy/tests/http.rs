@@ -1400,7 +1400,7 @@ async fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
 async fn halos_own_answers_carry_a_short_body() {
     let (a, _t) = backend("a").await;
     let run = Running::start(&default_pool_p("", &[("a", a, "")])).await;
-    let cases: [(&[u8], &str); 7] = [
+    let cases: [(&[u8], &str); 9] = [
         (
             b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
             "400 malformed request: invalid header name",
@@ -1412,15 +1412,23 @@ async fn halos_own_answers_carry_a_short_body() {
         ),
         (
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            "400 conflicting Content-Length headers",
+            "400 conflicting Content-Length values",
         ),
         (
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
             "400 invalid Content-Length",
         ),
         (
-            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             "501 unsupported Transfer-Encoding",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "400 Transfer-Encoding does not end with chunked",
+        ),
+        (
+            b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400 Transfer-Encoding in an HTTP/1.0 request",
         ),
         (
             b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",

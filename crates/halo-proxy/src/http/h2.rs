@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::body::{Body, ClientBody, Counted};
 use super::h1::{self, RequestBody};
-use super::{ConnCtx, Generated, MAX_HEAD, Outgoing, Reply, forward, route};
+use super::{ConnCtx, Generated, MAX_HEAD, Outgoing, Reply, client_error, forward, route};
 use crate::stats::Counters;
 
 /// The bytes an HTTP/2 client opens with (RFC 9113 §3.4).
@@ -191,12 +191,22 @@ async fn respond(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<Body> {
     };
     let (parts, incoming) = req.into_parts();
     let has_body = !incoming.is_end_stream();
-    let framing = if !has_body {
-        RequestBody::None
-    } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
-        RequestBody::Raw
-    } else {
-        RequestBody::Chunked
+    // (The h2 layer checked the length against the DATA frames; halo still
+    // reads it itself, to write the one it forwards.)
+    let mut length = None;
+    for v in parts.headers.get_all(header::CONTENT_LENGTH) {
+        match h1::merge_length(length, v.as_bytes()) {
+            Ok(n) => length = Some(n),
+            Err(why) => {
+                let status = http::StatusCode::BAD_REQUEST;
+                return generated(client_error(&ctx, status, format!("400 {why}\n"), why));
+            }
+        }
+    }
+    let framing = match length {
+        Some(n) => RequestBody::Length(n),
+        None if has_body => RequestBody::Chunked,
+        None => RequestBody::None,
     };
     let target = parts
         .uri

@@ -21,6 +21,7 @@ pub(crate) mod body;
 pub(crate) mod h1;
 mod h2;
 pub(crate) mod peer_io;
+pub(crate) mod request;
 pub(crate) mod route;
 mod server;
 pub(crate) mod upstream;
@@ -393,6 +394,24 @@ fn route(
             Err(reply)
         }
     }
+}
+
+/// A request halo refuses before routing: counted and logged here (an HTTP/1.1
+/// connection then closes).
+fn client_error(
+    ctx: &ConnCtx,
+    status: StatusCode,
+    msg: impl Into<String>,
+    what: &str,
+) -> Generated {
+    Counters::add(&ctx.counters.errors, 1);
+    ctx.counters.response(status.as_u16());
+    tracing::info!(
+        target: "halo::access",
+        listener = %ctx.listener, client = %ctx.client, status = status.as_u16(),
+        result = what, "http"
+    );
+    Generated::new(status, msg)
 }
 
 /// How one attempt on a server ended, when it did not produce a response.

@@ -30,15 +30,15 @@ use tokio::time::{Instant, timeout, timeout_at};
 use super::body::{
     self, ClientBody, Counted, Decoder, H1Body, LAST_CHUNK, SIZE_LINE, UpstreamBody, Writer,
 };
-use super::h1::{self, Kind, RequestBody, ResponseHead};
-use super::{ConnCtx, Generated, MAX_HEAD, Outgoing, Reply, forward, h2, route};
+use super::h1::{self, RequestBody, ResponseHead};
+use super::{
+    ConnCtx, Generated, MAX_HEAD, Outgoing, Reply, client_error, forward, h2, request, route,
+};
 use crate::pool::PoolRuntime;
 use crate::stats::Counters;
 
 /// What a client that sent `Expect: 100-continue` waits for.
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-/// Headers in one request head, at most (more: 431).
-const MAX_HEADERS: usize = 128;
 /// Room made before each read of a request head.
 const HEAD_READ: usize = 4 * 1024;
 
@@ -226,201 +226,72 @@ fn parse(ctx: &ConnCtx, buf: &[u8], first: bool) -> Option<Step> {
             return (n == h2::PREFACE.len()).then_some(Step::H2);
         }
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return None,
-        Err(httparse::Error::TooManyHeaders) => {
-            let g = client_error(
-                ctx,
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!("431 more than {MAX_HEADERS} request headers\n"),
-                "request head too large",
-            );
-            return Some(Step::Answer(0, REFUSED, g));
-        }
-        Err(e) => {
-            let g = client_error(
-                ctx,
-                StatusCode::BAD_REQUEST,
-                format!("400 malformed request: {e}\n"),
-                "malformed request",
-            );
+    let mut headers = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+    let req = match request::parse(buf, &mut headers) {
+        request::Parsed::Partial => return None,
+        request::Parsed::Request(req) => req,
+        request::Parsed::Refused(r) => {
+            let what = if r.status == StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE {
+                "request head too large"
+            } else {
+                "malformed request"
+            };
+            let msg = format!("{} {}\n", r.status.as_u16(), r.why);
+            let g = client_error(ctx, r.status, msg, what);
             return Some(Step::Answer(0, REFUSED, g));
         }
     };
     let started = Instant::now();
-    let bad = |status: StatusCode, msg: &str| {
-        let g = client_error(ctx, status, format!("{} {msg}\n", status.as_u16()), msg);
-        Some(Step::Answer(len, REFUSED, g))
-    };
-    let Ok(method) = Method::from_bytes(req.method.unwrap_or("").as_bytes()) else {
-        return bad(StatusCode::BAD_REQUEST, "invalid method");
-    };
-    if method == Method::CONNECT {
-        return bad(StatusCode::NOT_IMPLEMENTED, "CONNECT is not supported");
-    }
-    let http11 = req.version == Some(1);
-    let target = req.path.unwrap_or("/");
-    // Absolute-form (a request meant for a proxy): its authority is the
-    // host, and the server gets origin-form.
-    let (authority, target) = match absolute_form(target) {
-        Some((authority, path)) => (Some(authority), path),
-        None => (None, target),
-    };
-
-    let mut host: Option<&[u8]> = None;
-    let mut close = false;
-    let mut keep_alive = false;
-    let mut conn_upgrade = false;
-    let mut upgrade_header = false;
-    let mut expect_continue = false;
-    let mut chunked = false;
-    let mut length: Option<u64> = None;
-    for h in req.headers.iter() {
-        match h1::kind(h.name.as_bytes()) {
-            Kind::Host => {
-                if host.is_some() {
-                    return bad(StatusCode::BAD_REQUEST, "more than one Host header");
-                }
-                host = Some(h.value);
-            }
-            Kind::Expect => {
-                expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-            Kind::Upgrade => upgrade_header = true,
-            Kind::Connection => {
-                close |= h1::has_token(h.value, b"close");
-                keep_alive |= h1::has_token(h.value, b"keep-alive");
-                conn_upgrade |= h1::has_token(h.value, b"upgrade");
-            }
-            Kind::ContentLength => {
-                let Some(n) = h1::parse_length(h.value) else {
-                    return bad(StatusCode::BAD_REQUEST, "invalid Content-Length");
-                };
-                if length.is_some_and(|l| l != n) {
-                    return bad(
-                        StatusCode::BAD_REQUEST,
-                        "conflicting Content-Length headers",
-                    );
-                }
-                length = Some(n);
-            }
-            Kind::TransferEncoding => {
-                if !h1::ends_chunked(h.value) {
-                    return bad(
-                        StatusCode::NOT_IMPLEMENTED,
-                        "unsupported Transfer-Encoding (only chunked)",
-                    );
-                }
-                chunked = true;
-            }
-            Kind::HopByHop | Kind::Forwarded | Kind::Other => {}
-        }
-    }
-    let host = match authority {
-        Some(a) => a.as_bytes(),
-        None => match host {
-            Some(h) => h,
-            None if http11 => return bad(StatusCode::BAD_REQUEST, "missing Host header"),
-            None => b"",
-        },
-    };
-    let Ok(host_str) = std::str::from_utf8(host) else {
-        return bad(StatusCode::BAD_REQUEST, "invalid Host header");
-    };
-    let has_body = chunked || length.is_some_and(|n| n > 0);
-    // Both framings (a smuggling attempt or a broken client): the body is
-    // read as chunked, and the connection is not trusted after it.
-    let both_framings = chunked && length.is_some();
+    let has_body = req.has_body();
     let mut conn = Conn {
-        http11,
-        keep_alive: (if http11 { !close } else { keep_alive }) && !both_framings,
-        head_request: method == Method::HEAD,
+        http11: req.http11,
+        keep_alive: req.keep_alive,
+        head_request: req.method == Method::HEAD,
         has_body,
     };
-    let upgrade = http11 && upgrade_header && conn_upgrade && !has_body;
-    let path = target.split('?').next().unwrap_or("");
-    let super::Routed { pool, log, retired } = match route(ctx, host_str, path, &method, started) {
+    let path = req.target.split('?').next().unwrap_or("");
+    let routed = route(ctx, req.host, path, &req.method, started);
+    let super::Routed { pool, log, retired } = match routed {
         Ok(routed) => routed,
-        Err(g) => return Some(Step::Answer(len, conn, g)),
+        Err(g) => return Some(Step::Answer(req.len, conn, g)),
     };
     // The listener is gone: this request is its last on the connection.
     conn.keep_alive &= !retired;
-    let framing = if chunked {
-        RequestBody::Chunked
-    } else if has_body {
-        RequestBody::Raw
-    } else {
-        RequestBody::None
-    };
     let head = h1::encode_request(
-        method.as_str().as_bytes(),
-        target.as_bytes(),
-        || req.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+        req.method.as_str().as_bytes(),
+        req.target.as_bytes(),
+        || req.header_pairs(),
         &h1::Forwarded {
-            host: (!host.is_empty()).then_some(host),
-            replace_host: authority.is_some(),
+            host: (!req.host.is_empty()).then_some(req.host.as_bytes()),
+            replace_host: req.host_from_target,
             client_ip: &ctx.client_ip,
             proto: ctx.proto(),
         },
-        upgrade,
-        framing,
+        req.upgrade,
+        req.body,
     );
-    let log = log.then(|| (host_str.to_owned(), target.to_owned()));
+    let log = log.then(|| (req.host.to_owned(), req.target.clone().into_owned()));
+    let chunked = req.body == RequestBody::Chunked;
     Some(Step::Forward(Box::new(Prepared {
-        len,
+        len: req.len,
         conn,
         pool,
         out: Outgoing {
             head,
-            method,
+            method: req.method,
             body: None,
             chunked,
-            upgrade,
+            upgrade: req.upgrade,
             send_continue: None,
             started,
             log,
         },
-        length: if chunked { None } else { length },
-        expect_continue,
+        length: match req.body {
+            RequestBody::Length(n) => Some(n),
+            RequestBody::None | RequestBody::Chunked => None,
+        },
+        expect_continue: req.expect_continue,
     })))
-}
-
-/// `http://host[:port]/path` → (`host[:port]`, `/path`).
-fn absolute_form(target: &str) -> Option<(&str, &str)> {
-    let scheme = target.find("://")?;
-    if !target[..scheme].eq_ignore_ascii_case("http")
-        && !target[..scheme].eq_ignore_ascii_case("https")
-    {
-        return None;
-    }
-    let rest = &target[scheme + 3..];
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let path = match &rest[end..] {
-        "" => "/",
-        p => p,
-    };
-    Some((&rest[..end], path))
-}
-
-/// A request halo refuses before routing: counted and logged here (the
-/// connection then closes: see [`REFUSED`]).
-fn client_error(
-    ctx: &ConnCtx,
-    status: StatusCode,
-    msg: impl Into<String>,
-    what: &str,
-) -> Generated {
-    Counters::add(&ctx.counters.errors, 1);
-    ctx.counters.response(status.as_u16());
-    tracing::info!(
-        target: "halo::access",
-        listener = %ctx.listener, client = %ctx.client, status = status.as_u16(),
-        result = what, "http"
-    );
-    Generated::new(status, msg)
 }
 
 /// Writes halo's own answer; `false` when the client could not take it.
