@@ -21,6 +21,12 @@ pub mod names {
     pub const LISTENER_ACTIVE: &str = "halo_listener_active_connections";
     /// Counter: responses by listener and class (1xx..5xx).
     pub const LISTENER_RESPONSES: &str = "halo_listener_responses";
+    /// Counter: failed accepts (out of descriptors, most often), by listener.
+    pub const LISTENER_ACCEPT_ERRORS: &str = "halo_listener_accept_errors";
+    /// Counter: connects to a server that failed on this host's own limits
+    /// (descriptors, memory, local ports), by pool and server; not in
+    /// `halo_server_errors` and not held against the server's health.
+    pub const SERVER_LOCAL_ERRORS: &str = "halo_server_local_errors";
     /// Counter: requests by pool and server.
     pub const SERVER_REQUESTS: &str = "halo_server_requests";
     /// Counter: responses by pool, server and class.
@@ -51,6 +57,10 @@ pub mod names {
     pub const VRRP_TRANSITIONS: &str = "halo_vrrp_transitions";
     /// Counter: DNS queries answered.
     pub const DNS_QUERIES: &str = "halo_dns_queries";
+    /// Counter: DNS TCP accepts that failed.
+    pub const DNS_TCP_ACCEPT_ERRORS: &str = "halo_dns_tcp_accept_errors";
+    /// Counter: DNS TCP connections closed at once (too many open).
+    pub const DNS_TCP_REFUSED: &str = "halo_dns_tcp_refused";
     /// Gauge: 1 when a GSLB peer answered its last query, by peer.
     pub const GSLB_PEER_REACHABLE: &str = "halo_gslb_peer_reachable";
     /// Gauge: 1 when a GSLB endpoint may be answered, by service, address, site.
@@ -121,6 +131,10 @@ pub fn render(status: &Status) -> String {
     );
     let l_act = m.gauge(LISTENER_ACTIVE, "Open client connections by listener");
     let l_resp = m.counter(LISTENER_RESPONSES, "Responses by listener and status class");
+    let l_acc = m.counter(
+        LISTENER_ACCEPT_ERRORS,
+        "Failed accepts (out of file descriptors, most often) by listener",
+    );
     for l in &status.listeners {
         let lab = |extra: &[(&str, &str)]| {
             let mut v = labels(&[("listener", &l.name)]);
@@ -128,6 +142,7 @@ pub fn render(status: &Status) -> String {
             v
         };
         add(&l_req, &lab(&[]), l.counters.requests);
+        add(&l_acc, &lab(&[]), l.counters.accept_errors);
         set(&l_act, &lab(&[]), l.counters.active);
         for (class, n) in CLASSES.iter().zip(l.counters.responses) {
             add(&l_resp, &lab(&[("class", class)]), n);
@@ -139,6 +154,10 @@ pub fn render(status: &Status) -> String {
     let s_err = m.counter(
         SERVER_ERRORS,
         "Connect errors, resets and timeouts by server",
+    );
+    let s_local = m.counter(
+        SERVER_LOCAL_ERRORS,
+        "Connects that failed on this host's own limits, not the server's",
     );
     let s_retry = m.counter(SERVER_RETRIES, "Retries away from a server");
     let s_act = m.gauge(SERVER_ACTIVE, "Connections open to a server");
@@ -161,6 +180,7 @@ pub fn render(status: &Status) -> String {
                 add(&s_resp, &lab(&[("class", class)]), n);
             }
             add(&s_err, &lab(&[]), c.errors);
+            add(&s_local, &lab(&[]), c.local_errors);
             add(&s_retry, &lab(&[]), c.retries);
             set(&s_act, &lab(&[]), c.active);
             add(&s_bytes, &lab(&[("direction", "in")]), c.bytes_in);
@@ -208,6 +228,13 @@ pub fn render(status: &Status) -> String {
     if let Some(g) = &status.gslb {
         let q = m.counter(DNS_QUERIES, "DNS queries answered (UDP and TCP)");
         add(&q, &labels(&[("zone", &g.zone)]), g.queries);
+        let acc = m.counter(DNS_TCP_ACCEPT_ERRORS, "DNS TCP accepts that failed");
+        add(&acc, &labels(&[("zone", &g.zone)]), g.tcp_accept_errors);
+        let full = m.counter(
+            DNS_TCP_REFUSED,
+            "DNS TCP connections closed at once: too many open",
+        );
+        add(&full, &labels(&[("zone", &g.zone)]), g.tcp_refused);
         let reach = m.gauge(
             GSLB_PEER_REACHABLE,
             "1 when the GSLB peer answered its last query",

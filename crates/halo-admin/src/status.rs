@@ -44,6 +44,13 @@ pub struct Counters {
     pub bytes_in: u64,
     /// Bytes to clients.
     pub bytes_out: u64,
+    /// Listener: accepts that failed (out of descriptors, most often).
+    #[serde(default)]
+    pub accept_errors: u64,
+    /// Server: connects that failed on this host's own limits (descriptors,
+    /// memory, local ports); not counted in `errors` nor against health.
+    #[serde(default)]
+    pub local_errors: u64,
 }
 
 /// One `[[listener]]`.
@@ -158,6 +165,12 @@ pub struct GslbStatus {
     pub peers: Vec<PeerInfo>,
     /// Queries answered over UDP and TCP.
     pub queries: u64,
+    /// TCP accepts that failed (out of descriptors, most often).
+    #[serde(default)]
+    pub tcp_accept_errors: u64,
+    /// TCP connections closed at once: a worker had as many open as it takes.
+    #[serde(default)]
+    pub tcp_refused: u64,
 }
 
 /// One `[[gslb.service]]`.

@@ -105,6 +105,14 @@ pub(crate) enum RawBalance {
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
+pub(crate) enum RawObserve {
+    Off,
+    Layer4,
+    Layer7,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum RawSendProxy {
     Off,
     V1,
@@ -199,7 +207,9 @@ pub(crate) struct RawCheck {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPassive {
+    pub(crate) observe: Option<RawObserve>,
     pub(crate) error_limit: Option<S<i64>>,
+    pub(crate) max_ejection_percent: Option<S<i64>>,
     pub(crate) ejection_time: Option<S<String>>,
     pub(crate) max_ejection_time: Option<S<String>>,
 }

@@ -410,20 +410,66 @@ pub enum InitialState {
 /// `[pool.passive]`: outlier detection from live traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Passive {
+    /// What live traffic counts as a server's error. Default
+    /// [`Observe::Layer4`]: failed connects only, which no client can cause.
+    pub observe: Observe,
     /// Consecutive errors that mark a server down. Default 10 (HAProxy `error-limit`).
     pub error_limit: u32,
     /// Without an active check: how long the first ejection lasts. Default 30s.
     pub ejection_time: Duration,
     /// Upper bound of the doubling ejection time. Default 5m.
     pub max_ejection_time: Duration,
+    /// Passive evidence never leaves more than this percent of a pool's
+    /// servers down (rounded down), nor takes its last server that is up
+    /// (Envoy's `max_ejection_percent`). Default 50.
+    pub max_ejection_percent: u8,
+}
+
+/// `pool.passive.observe` (HAProxy's `observe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observe {
+    /// No passive health.
+    Off,
+    /// Failed connects (refused, unreachable, timed out, TLS handshake).
+    Layer4,
+    /// Also bad answers: 5xx (but 501 and 505), an empty or invalid response,
+    /// no response in time. A client that can make the server answer badly
+    /// (an expensive or broken URL) can then eject it.
+    Layer7,
+}
+
+impl Observe {
+    /// Whether failed connects count.
+    #[must_use]
+    pub fn connects(self) -> bool {
+        self != Self::Off
+    }
+
+    /// Whether bad answers count.
+    #[must_use]
+    pub fn answers(self) -> bool {
+        self == Self::Layer7
+    }
+
+    /// The config spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Layer4 => "layer4",
+            Self::Layer7 => "layer7",
+        }
+    }
 }
 
 impl Default for Passive {
     fn default() -> Self {
         Self {
+            observe: Observe::Layer4,
             error_limit: 10,
             ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 50,
         }
     }
 }

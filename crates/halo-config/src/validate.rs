@@ -14,16 +14,16 @@ use toml::Spanned;
 use crate::error::Report;
 use crate::raw::{
     RawBalance, RawCheck, RawCheckType, RawChecksum, RawConfig, RawEndpoint, RawGslb, RawHealth,
-    RawInitial, RawListener, RawPassive, RawPeer, RawPool, RawPoolTls, RawProtocol, RawRecord,
-    RawRecordType, RawRetryOn, RawSendProxy, RawServer, RawService, RawStrategy, RawTimeouts,
-    RawVip, RawVipGroup, RawWhenAllDown, S,
+    RawInitial, RawListener, RawObserve, RawPassive, RawPeer, RawPool, RawPoolTls, RawProtocol,
+    RawRecord, RawRecordType, RawRetryOn, RawSendProxy, RawServer, RawService, RawStrategy,
+    RawTimeouts, RawVip, RawVipGroup, RawWhenAllDown, S,
 };
 use crate::types::{
     Admin, Balance, Certificate, Check, CheckKind, Config, Endpoint, EndpointHealth, Garp, GeoRule,
-    Gslb, HostPattern, HttpCheck, InitialState, IpNet, Listener, ListenerTls, Node, Passive, Peer,
-    Pool, PoolTls, Protocol, RecordData, RetryOn, Route, SendProxy, Server, ServerAddress, Service,
-    StaticRecord, StatusRanges, Strategy, Timeouts, TlsVersion, Track, TrackTarget, Unicast, Vip,
-    VipGroup, VrrpChecksum, VrrpVersion, WhenAllDown,
+    Gslb, HostPattern, HttpCheck, InitialState, IpNet, Listener, ListenerTls, Node, Observe,
+    Passive, Peer, Pool, PoolTls, Protocol, RecordData, RetryOn, Route, SendProxy, Server,
+    ServerAddress, Service, StaticRecord, StatusRanges, Strategy, Timeouts, TlsVersion, Track,
+    TrackTarget, Unicast, Vip, VipGroup, VrrpChecksum, VrrpVersion, WhenAllDown,
 };
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
@@ -874,6 +874,12 @@ impl Validator<'_, '_> {
             }
         }
         Passive {
+            observe: match p.observe {
+                None => default.observe,
+                Some(RawObserve::Off) => Observe::Off,
+                Some(RawObserve::Layer4) => Observe::Layer4,
+                Some(RawObserve::Layer7) => Observe::Layer7,
+            },
             error_limit: self.int(
                 p.error_limit.as_ref(),
                 "error_limit",
@@ -882,6 +888,12 @@ impl Validator<'_, '_> {
             ),
             ejection_time,
             max_ejection_time,
+            max_ejection_percent: self.int(
+                p.max_ejection_percent.as_ref(),
+                "max_ejection_percent",
+                0..=100,
+                default.max_ejection_percent,
+            ),
         }
     }
 

@@ -102,6 +102,14 @@ fn each_rule_has_a_located_error() {
             "4:8: `rise` = 0 is out of range",
         ),
         (
+            "[[pool]]\nname = \"q\"\n[pool.passive]\nobserve = \"layer44\"\n[[pool.server]]\nname=\"x\"\naddress=\"192.0.2.1:1\"\n",
+            r#"4:11: `observe`: unknown value "layer44"; did you mean "layer4"?"#,
+        ),
+        (
+            "[[pool]]\nname = \"q\"\n[pool.passive]\nmax_ejection_percent = 101\n[[pool.server]]\nname=\"x\"\naddress=\"192.0.2.1:1\"\n",
+            "4:24: `max_ejection_percent` = 101 is out of range; write a whole number from 0 to 100",
+        ),
+        (
             "[[pool]]\nname = \"q\"\n[pool.check]\npath = \"/h\"\n[[pool.server]]\nname=\"x\"\naddress=\"192.0.2.1:1\"\n",
             "4:8: `path` applies to HTTP checks only; add type = \"http\"",
         ),
@@ -305,6 +313,9 @@ fn defaults_follow_the_anchors() {
     assert_eq!(p.timeouts.queue, p.timeouts.connect);
     assert_eq!(p.timeouts.tunnel, Duration::from_secs(3600));
     assert_eq!(p.passive.error_limit, 10);
+    // Passive health counts failed connects only, and never empties a pool.
+    assert_eq!(p.passive.observe, halo_config::Observe::Layer4);
+    assert_eq!(p.passive.max_ejection_percent, 50);
     assert_eq!(p.retry_on, halo_config::RetryOn::default());
     assert!(p.retry_on.conn_failure && p.retry_on.empty_response);
     assert!(!p.retry_on.junk_response && !p.retry_on.response_timeout);

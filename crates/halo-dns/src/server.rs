@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use halo_gslb::{Client, Picker, Query, Rcode, Snapshot};
+use halo_log::Spell;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedSender;
@@ -19,8 +20,13 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::wire::{self, MAX_NAME, OPCODE_NOTIFY, Reject};
 
 /// How long a TCP connection may sit idle between queries (RFC 7766 §6.2.3
-/// suggests seconds, not minutes).
+/// suggests seconds, not minutes), take to send one query, or leave a
+/// reply unread: a client that sends queries and never reads the replies
+/// is cut off too (it would otherwise hold its socket buffers for ever).
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Open TCP connections per worker thread, at most (BIND's `tcp-clients`
+/// is 150 per server); one more is closed at once, and counted.
+pub(crate) const TCP_CLIENTS: usize = 256;
 
 /// What the query path reads: the answers, and who may send NOTIFY.
 #[derive(Debug)]
@@ -46,6 +52,10 @@ pub struct Counters {
     pub truncated: AtomicU64,
     /// NOTIFY accepted from peers.
     pub notify: AtomicU64,
+    /// TCP accepts that failed (out of descriptors, most often).
+    pub tcp_accept_errors: AtomicU64,
+    /// TCP connections closed at once: the worker had [`TCP_CLIENTS`] open.
+    pub tcp_refused: AtomicU64,
 }
 
 /// The counters of every worker.
@@ -69,6 +79,10 @@ pub struct Totals {
     pub truncated: u64,
     /// See [`Counters::notify`].
     pub notify: u64,
+    /// See [`Counters::tcp_accept_errors`].
+    pub tcp_accept_errors: u64,
+    /// See [`Counters::tcp_refused`].
+    pub tcp_refused: u64,
 }
 
 impl Stats {
@@ -99,6 +113,8 @@ impl Stats {
             t.dropped += c.dropped.load(Ordering::Relaxed);
             t.truncated += c.truncated.load(Ordering::Relaxed);
             t.notify += c.notify.load(Ordering::Relaxed);
+            t.tcp_accept_errors += c.tcp_accept_errors.load(Ordering::Relaxed);
+            t.tcp_refused += c.tcp_refused.load(Ordering::Relaxed);
         }
         t
     }
@@ -240,17 +256,37 @@ fn rcode_of(reject: &Reject<'_>) -> Rcode {
 }
 
 pub(crate) async fn serve_tcp(listener: TcpListener, make: impl Fn() -> Answerer) {
+    let mut errors = halo_net::AcceptErrors::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(TCP_CLIENTS));
+    let mut full = Spell::new(Duration::from_secs(10));
+    // (Every answerer of the worker shares its counters.)
+    let counters = Arc::clone(&make().counters);
     loop {
         let (stream, src) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(error = %e, "DNS TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                counters.tcp_accept_errors.fetch_add(1, Ordering::Relaxed);
+                errors.failed(&e, "dns").await;
                 continue;
             }
         };
+        errors.accepted("dns");
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(line) = full.event(tokio::time::Instant::now().into_std()) {
+                tracing::warn!(
+                    client = %src, open = TCP_CLIENTS, unlogged = line.folded,
+                    "DNS TCP connection closed: this worker has as many open as it takes \
+                     (one line per spell, each counted)"
+                );
+            }
+            continue;
+        };
         let answerer = make();
-        tokio::spawn(tcp_connection(stream, src, answerer));
+        tokio::spawn(async move {
+            tcp_connection(stream, src, answerer).await;
+            drop(slot);
+        });
     }
 }
 
@@ -285,8 +321,16 @@ async fn tcp_connection(mut stream: TcpStream, src: SocketAddr, mut answerer: An
         framed.clear();
         framed.extend_from_slice(&rlen.to_be_bytes());
         framed.extend_from_slice(&reply);
-        if stream.write_all(&framed).await.is_err() {
-            return;
+        match tokio::time::timeout(TCP_IDLE, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                // Reset, not closed: a close would leave the unread replies
+                // queued in the kernel, with the buffers they hold (as
+                // nginx's reset_timedout_connection).
+                let _ = stream.set_zero_linger();
+                return;
+            }
         }
     }
 }

@@ -598,3 +598,67 @@ fn bursts_are_answered_whole_and_oversized_datagrams_dropped() {
     }
     assert_eq!(s.dns.stats().total().dropped, 1, "the 5,000-byte datagram");
 }
+
+/// Whether a TCP connection from local port `port` is still established,
+/// by the kernel's table.
+fn established(port: u16) -> bool {
+    let hex = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && format!("{} ", f[1]).ends_with(&hex) && f[3] == "01"
+        })
+}
+
+#[test]
+fn a_tcp_client_that_never_reads_is_reset_after_the_idle_limit() {
+    use std::io::Write;
+    let s = Server::start();
+    let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    // Queries whose answers are big, sent until the connection takes no
+    // more: the server's replies fill both sides' buffers, and its write
+    // blocks on a client that reads nothing.
+    let query = halo_dns::wire::build_query(7, "big.global.example.com", 1, 0);
+    let mut framed = u16::try_from(query.len()).unwrap().to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    let batch: Vec<u8> = framed.repeat(100);
+    sock.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    loop {
+        match sock.write(&batch) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            sent < 1 << 30,
+            "the server read 1 GiB of queries without blocking"
+        );
+    }
+    assert!(established(port));
+    // Before the write had a time limit, the connection stayed for ever.
+    #[allow(clippy::disallowed_methods, reason = "a deadline on a real server")]
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    while established(port) {
+        #[allow(clippy::disallowed_methods, reason = "a deadline on a real server")]
+        let now = std::time::Instant::now();
+        assert!(now < end, "the connection is still open after 40 s");
+        #[allow(clippy::disallowed_methods, reason = "a poll interval")]
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It was reset (not closed with unread replies still queued).
+    let mut buf = [0u8; 65536];
+    sock.set_nonblocking(false).unwrap();
+    let err = loop {
+        match std::io::Read::read(&mut sock, &mut buf) {
+            Ok(0) => panic!("closed, not reset"),
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}

@@ -14,12 +14,14 @@
 
 #![forbid(unsafe_code)]
 
+mod group;
 pub mod machine;
 pub mod monitor;
 pub mod probe;
 pub mod registry;
 pub mod tls;
 
+pub use group::may_eject;
 pub use machine::{AdminState, Machine, Params, Reason, Transition};
 pub use monitor::{HealthEvent, HealthHub, Monitor, ServerHealth, ServerKey};
 pub use probe::{ProbeOutcome, ProbeTarget};

@@ -285,6 +285,14 @@ impl Machine {
         self.transition(before, Reason::Check(detail.to_owned()))
     }
 
+    /// An active check could not run (this host is out of resources): no
+    /// verdict, the next check comes after the usual interval.
+    pub fn on_check_skipped(&mut self, now: Instant) {
+        if self.params.active.is_some() && self.admin != AdminState::Maint {
+            self.schedule(now);
+        }
+    }
+
     /// `error_limit` consecutive errors were seen on live traffic: mark the server
     /// DOWN. With active checks it stays DOWN until they bring it back (and the
     /// next check comes at `fast_interval`); without, it is ejected for a time

@@ -9,14 +9,18 @@
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use halo_config::{Check, Passive, ServerAddress};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use halo_log::Spell;
+
+use crate::group::PoolGroup;
 use crate::machine::{AdminState, Machine, Params, Transition};
 use crate::probe::{ProbeOutcome, ProbeTarget, probe_tls};
 
@@ -201,6 +205,19 @@ impl HealthHub {
         passive: Passive,
         tls: Option<crate::PoolTlsClient>,
     ) -> Monitor {
+        self.spawn_in(key, address, (check, passive), tls, None)
+    }
+
+    /// As [`Self::spawn_tls`], as a member of a pool's `group` (which may
+    /// refuse a passive ejection the pool cannot spare).
+    pub(crate) fn spawn_in(
+        &self,
+        key: ServerKey,
+        address: &ServerAddress,
+        (check, passive): (Option<&Check>, Passive),
+        tls: Option<crate::PoolTlsClient>,
+        group: Option<Arc<PoolGroup>>,
+    ) -> Monitor {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.seed.hash(&mut hasher);
         key.hash(&mut hasher);
@@ -226,6 +243,7 @@ impl HealthHub {
             machine,
             probe_with,
             self.events.clone(),
+            group,
         ));
         Monitor { shared, task }
     }
@@ -275,6 +293,7 @@ async fn run(
     mut machine: Machine,
     probe_with: Option<Probe>,
     events: broadcast::Sender<HealthEvent>,
+    group: Option<Arc<PoolGroup>>,
 ) {
     let mut running: Option<ProbeFuture> = None;
     loop {
@@ -282,8 +301,25 @@ async fn run(
         tokio::select! {
             outcome = async { running.as_mut().expect("guarded by is_some").await }, if running.is_some() => {
                 running = None;
-                let t = machine.on_check_result(outcome.ok, &outcome.detail, now());
-                publish(&shared, &machine, t, &events);
+                if outcome.local {
+                    // This host could not run the check (out of
+                    // descriptors): no verdict on the server either way.
+                    machine.on_check_skipped(now());
+                    let line = SKIPPED_CHECKS
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .event(now());
+                    if let Some(line) = line {
+                        tracing::warn!(
+                            server = %shared.key, detail = %outcome.detail, unlogged = line.folded,
+                            "a health check could not run: this host is out of resources; \
+                             not counted for or against the server (one line per spell)"
+                        );
+                    }
+                } else {
+                    let t = machine.on_check_result(outcome.ok, &outcome.detail, now());
+                    publish(&shared, &machine, t, &events);
+                }
             }
             () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() && running.is_none() => {
                 let (start, t) = machine.handle_timeout(now());
@@ -297,6 +333,7 @@ async fn run(
                             Some(Err(why)) => ProbeOutcome {
                                 ok: false,
                                 detail: format!("L6RSP TLS setup: {why}"),
+                                local: false,
                             },
                         }
                     }));
@@ -314,8 +351,17 @@ async fn run(
                 let errors = shared.errors.load(Ordering::Relaxed);
                 if errors >= shared.error_limit {
                     shared.errors.store(0, Ordering::Relaxed);
-                    let t = machine.on_passive_limit(errors, now());
-                    publish(&shared, &machine, t, &events);
+                    let up = machine.is_up();
+                    let mut eject = || {
+                        let t = machine.on_passive_limit(errors, now());
+                        publish(&shared, &machine, t, &events);
+                    };
+                    match &group {
+                        Some(g) if up => {
+                            g.eject_if_allowed(&shared.key.server, now(), eject);
+                        }
+                        _ => eject(),
+                    }
                 }
             }
         }
@@ -325,6 +371,10 @@ async fn run(
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
+
+/// Checks that could not run on this host's own limits, over every monitor:
+/// one log line per spell.
+static SKIPPED_CHECKS: Mutex<Spell> = Mutex::new(Spell::new(Duration::from_secs(10)));
 
 fn publish(
     shared: &ServerHealth,

@@ -77,6 +77,9 @@ pub struct ProbeOutcome {
     pub ok: bool,
     /// HAProxy-style status and detail, e.g. `L7STS 500 Internal Server Error`.
     pub detail: String,
+    /// The check could not run on this host's own limits (out of
+    /// descriptors, memory or local ports): not a verdict on the server.
+    pub local: bool,
 }
 
 impl ProbeOutcome {
@@ -84,12 +87,22 @@ impl ProbeOutcome {
         Self {
             ok: true,
             detail: detail.into(),
+            local: false,
         }
     }
     fn fail(detail: impl Into<String>) -> Self {
         Self {
             ok: false,
             detail: detail.into(),
+            local: false,
+        }
+    }
+
+    /// A failed connect: the server's fault, or this host's.
+    fn connect_failed(e: &std::io::Error) -> Self {
+        Self {
+            local: halo_net::is_local(e),
+            ..Self::fail(format!("L4CON {e}"))
         }
     }
 }
@@ -112,7 +125,7 @@ pub async fn probe_tls(
             let attempt = async {
                 let tcp = connect(target)
                     .await
-                    .map_err(|e| ProbeOutcome::fail(format!("L4CON {e}")))?;
+                    .map_err(|e| ProbeOutcome::connect_failed(&e))?;
                 match tls {
                     None => Ok(ProbeOutcome::pass("L4OK")),
                     Some(t) => t
@@ -161,7 +174,7 @@ async fn http_probe(
 ) -> ProbeOutcome {
     let stream = match connect(target).await {
         Ok(s) => s,
-        Err(e) => return ProbeOutcome::fail(format!("L4CON {e}")),
+        Err(e) => return ProbeOutcome::connect_failed(&e),
     };
     match tls {
         None => http_exchange(stream, target, http).await,

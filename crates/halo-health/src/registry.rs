@@ -11,6 +11,7 @@ use halo_config::{
     Check, CheckKind, Config, EndpointHealth, InitialState, Passive, ServerAddress, TrackTarget,
 };
 
+use crate::group::PoolGroup;
 use crate::monitor::{HealthHub, Monitor, ServerHealth, ServerKey};
 
 /// What a monitor was started with; a reload keeps the monitor when this is
@@ -32,6 +33,9 @@ pub struct Registry {
     /// reload reads a replaced CA file), shared by the pool's new monitors
     /// and the proxy.
     pool_tls: HashMap<String, crate::PoolTlsClient>,
+    /// Each pool's servers, for passive ejection's limit; kept by name
+    /// across reloads (a kept monitor keeps its group), members replaced.
+    groups: HashMap<String, Arc<PoolGroup>>,
 }
 
 impl Registry {
@@ -42,6 +46,7 @@ impl Registry {
             hub,
             monitors: HashMap::new(),
             pool_tls: HashMap::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -118,20 +123,38 @@ impl Registry {
         }
         self.monitors
             .retain(|key, (spec, _)| wanted.get(key) == Some(spec));
+        self.groups
+            .retain(|name, _| config.pools.iter().any(|p| p.name == *name));
+        for pool in &config.pools {
+            self.groups
+                .entry(pool.name.clone())
+                .or_insert_with(|| Arc::new(PoolGroup::new(&pool.name)));
+        }
         for (key, spec) in wanted {
             if let Entry::Vacant(slot) = self.monitors.entry(key) {
                 let tls = spec
                     .tls
                     .as_ref()
                     .and_then(|_| self.pool_tls.get(&*slot.key().pool).cloned());
-                let monitor = self.hub.spawn_tls(
+                let group = self.groups.get(&*slot.key().pool).cloned();
+                let monitor = self.hub.spawn_in(
                     slot.key().clone(),
                     &spec.address,
-                    spec.check.as_ref(),
-                    spec.passive,
+                    (spec.check.as_ref(), spec.passive),
                     tls,
+                    group,
                 );
                 slot.insert((spec, monitor));
+            }
+        }
+        for pool in &config.pools {
+            let members = pool
+                .servers
+                .iter()
+                .filter_map(|s| self.health(&ServerKey::new(&pool.name, &s.name)))
+                .collect();
+            if let Some(g) = self.groups.get(&pool.name) {
+                g.set(members, pool.passive.max_ejection_percent);
             }
         }
     }

@@ -247,6 +247,7 @@ async fn passive_errors_eject_a_server_without_active_checks() {
         error_limit: 3,
         ejection_time: Duration::from_millis(100),
         max_ejection_time: Duration::from_secs(1),
+        ..Passive::default()
     };
     let monitor = hub.spawn(
         ServerKey::new("p", "s"),

@@ -14,6 +14,10 @@
 //! - [`UdpBatch`] and [`omit_path_mtu`]: the DNS tier's UDP datagrams taken
 //!   and answered in batches, in place (`recvmmsg`/`sendmmsg`), and its
 //!   sockets ignoring path MTU information (`IP_PMTUDISC_OMIT`).
+//! - [`AcceptErrors`], [`is_local`], [`raise_fd_limit`]: the host's own
+//!   limits as every listener meets them (failed accepts paused and logged
+//!   once per spell; connect errors that are not a server's fault; the
+//!   descriptor limit raised at start).
 //!
 //! This is the one crate of halo with `unsafe`: building a `sockaddr_ll` for
 //! AF_PACKET (module `announce`), setting `IP_MTU_DISCOVER` (module `udp`),
@@ -28,6 +32,7 @@ mod addr;
 mod announce;
 pub mod firewall;
 mod iface;
+mod limits;
 mod mmsg;
 mod socket;
 mod udp;
@@ -35,6 +40,7 @@ mod udp;
 pub use addr::{Addresses, watch_link};
 pub use announce::Announcer;
 pub use iface::Interface;
+pub use limits::{AcceptErrors, is_exhaustion, is_local, raise_fd_limit};
 pub use mmsg::{BATCH, Datagram, SLOT, Sent, UdpBatch};
 pub use socket::{Received, VrrpSocket};
 pub use udp::omit_path_mtu;

@@ -801,6 +801,7 @@ async fn client_addresses(
 /// protocol its listener has in the current snapshot (a reload may change
 /// it and keep the socket).
 async fn accept_loop(listener: TcpListener, id: SocketId, snapshot: Arc<ArcSwap<Snapshot>>) {
+    let mut errors = halo_net::AcceptErrors::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -815,6 +816,7 @@ async fn accept_loop(listener: TcpListener, id: SocketId, snapshot: Arc<ArcSwap<
                     drop(stream);
                     continue;
                 };
+                errors.accepted(&name);
                 let protocol = accepted.listener(&name).map(|l| l.protocol);
                 match protocol {
                     Some(Protocol::Tcp | Protocol::TlsPassthrough) => {
@@ -834,10 +836,15 @@ async fn accept_loop(listener: TcpListener, id: SocketId, snapshot: Arc<ArcSwap<
                 }
             }
             Err(e) => {
-                // Out of file descriptors and the like: keep serving what we can.
-                let name = snapshot.load().by_socket.get(&id).cloned();
-                tracing::warn!(listener = ?name, error = %e, "accept failed");
-                tokio::task::yield_now().await;
+                // Out of file descriptors and the like: counted, logged once
+                // per spell, and accepting pauses a moment (a busy loop would
+                // take a core and flood the log) while open connections go on.
+                let snap = snapshot.load();
+                let name = snap.by_socket.get(&id).map_or("", |n| &**n);
+                if let Some(l) = snap.listener(name) {
+                    Counters::add(&l.counters.accept_errors, 1);
+                }
+                errors.failed(&e, name).await;
             }
         }
     }

@@ -11,11 +11,13 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use halo_config::{Pool, Server, ServerAddress};
 use halo_health::{Registry, ServerHealth, ServerKey};
+use halo_log::Spell;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -358,21 +360,53 @@ impl InFlight {
     /// log line) and decides whether the request goes on to another server:
     /// only if the failure kind may be retried (`allowed`) and `retries` has
     /// room. When it does, the server joins `tried` and `retries_done` grows.
+    ///
+    /// A failure of this host's own ([`Blame::Local`]: out of descriptors,
+    /// memory or local ports) is counted apart and never held against the
+    /// server's health (a healthy server was marked down for 30 s while
+    /// halo was at its descriptor limit); it is logged once per spell.
     pub fn failed(
         &self,
         tried: &mut Vec<usize>,
         retries_done: &mut u32,
         allowed: bool,
-        error: &str,
+        (error, blame): (&str, Blame),
     ) -> bool {
         let server = self.server();
-        server.health.report_error();
-        server.counters.errors.fetch_add(1, Ordering::Relaxed);
         let retry = allowed && *retries_done < u32::from(self.pool.config.retries);
-        tracing::warn!(
-            pool = %self.pool.config.name, server = %server.config.name, error,
-            retry, "server attempt failed"
-        );
+        match blame {
+            Blame::Connect | Blame::Answer => {
+                let observe = self.pool.config.passive.observe;
+                let counts = match blame {
+                    Blame::Connect => observe.connects(),
+                    _ => observe.answers(),
+                };
+                if counts {
+                    server.health.report_error();
+                }
+                server.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    pool = %self.pool.config.name, server = %server.config.name, error,
+                    retry, "server attempt failed"
+                );
+            }
+            Blame::Local => {
+                server.counters.local_errors.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now().into_std();
+                let line = LOCAL_FAILURES
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .event(now);
+                if let Some(line) = line {
+                    tracing::warn!(
+                        pool = %self.pool.config.name, server = %server.config.name, error,
+                        unlogged = line.folded,
+                        "cannot open a connection to a server: this host is out of resources \
+                         (not held against the server; one line per spell, each counted)"
+                    );
+                }
+            }
+        }
         if retry {
             tried.push(self.index);
             *retries_done += 1;
@@ -382,6 +416,38 @@ impl InFlight {
         retry
     }
 }
+
+/// Who a failed attempt on a server is down to, and so whether passive
+/// health counts it (`[pool.passive] observe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The server could not be reached: refused, unreachable, connect
+    /// timeout, failed TLS handshake (counted from `layer4` on). No client
+    /// can cause it.
+    Connect,
+    /// The server took the request and answered badly or not at all:
+    /// closed, reset, invalid head, no head in time (counted at `layer7`
+    /// only, since a client can provoke it with a request of its choosing).
+    Answer,
+    /// This host: see [`halo_net::is_local`]. Never counted.
+    Local,
+}
+
+impl Blame {
+    /// The blame for a failed connect.
+    #[must_use]
+    pub fn of_connect(e: &std::io::Error) -> Self {
+        if halo_net::is_local(e) {
+            Self::Local
+        } else {
+            Self::Connect
+        }
+    }
+}
+
+/// Connect failures on this host's own limits, over every pool: one log line
+/// per spell.
+static LOCAL_FAILURES: Mutex<Spell> = Mutex::new(Spell::new(Duration::from_secs(10)));
 
 impl Drop for InFlight {
     fn drop(&mut self) {

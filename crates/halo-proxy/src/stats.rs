@@ -29,6 +29,11 @@ pub struct Counters {
     pub bytes_in: AtomicU64,
     /// Bytes from servers to clients.
     pub bytes_out: AtomicU64,
+    /// Listener: accepts that failed (out of descriptors, most often).
+    pub accept_errors: AtomicU64,
+    /// Server: connects that failed on this host's own limits (descriptors,
+    /// memory, local ports), which do not count against the server.
+    pub local_errors: AtomicU64,
 }
 
 impl Counters {
@@ -67,6 +72,8 @@ impl Counters {
             active: l(&self.active),
             bytes_in: l(&self.bytes_in),
             bytes_out: l(&self.bytes_out),
+            accept_errors: l(&self.accept_errors),
+            local_errors: l(&self.local_errors),
         }
     }
 }
@@ -88,6 +95,10 @@ pub struct CountersView {
     pub bytes_in: u64,
     /// See [`Counters::bytes_out`].
     pub bytes_out: u64,
+    /// See [`Counters::accept_errors`].
+    pub accept_errors: u64,
+    /// See [`Counters::local_errors`].
+    pub local_errors: u64,
 }
 
 /// Decrements an `active` counter when dropped.

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::Snapshot;
-use crate::pool::NoServer;
+use crate::pool::{Blame, NoServer};
 use crate::stats::{Active, Counters};
 
 const COPY_BUFFER: usize = 32 * 1024;
@@ -200,16 +200,19 @@ async fn forward(
                 }
                 return;
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("connect timed out after {}ms", timeouts.connect.as_millis()),
+            Ok(Err(e)) => (e.to_string(), Blame::of_connect(&e)),
+            Err(_) => (
+                format!("connect timed out after {}ms", timeouts.connect.as_millis()),
+                Blame::Connect,
+            ),
         };
-        if !in_flight.failed(
-            &mut tried,
-            &mut attempt,
-            pool.config.retry_on.conn_failure,
-            &error,
-        ) {
-            break "connect failed";
+        // Another server would meet the same local limit.
+        let retry = pool.config.retry_on.conn_failure && error.1 != Blame::Local;
+        if !in_flight.failed(&mut tried, &mut attempt, retry, (&error.0, error.1)) {
+            break match error.1 {
+                Blame::Local => "connect failed: local resources",
+                Blame::Connect | Blame::Answer => "connect failed",
+            };
         }
     };
     Counters::add(&pool.counters.errors, 1);

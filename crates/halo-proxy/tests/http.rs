@@ -1854,3 +1854,80 @@ async fn a_reload_adds_removes_and_reprotocols_listeners() {
     assert!(answer.contains("\r\n\r\nb\n"), "{answer}");
     assert!(!answer.contains("x-forwarded-for"), "{answer}");
 }
+
+/// Sends `n` requests for `path` on one connection; the statuses.
+async fn statuses(c: &mut Client, path: &str, n: usize) -> Vec<StatusCode> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(c.get("x", path).await.0);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_eject_servers_with_bad_answers_by_default() {
+    // Before, passive health counted 5xx by default: ten requests to one URL
+    // the servers answer badly made the whole pool answer 503 for 30 s.
+    let (a, _ta) = backend("a").await;
+    let (b, _tb) = backend("b").await;
+    let run = Running::start(&default_pool_p("", &[("a", a, ""), ("b", b, "")])).await;
+    let mut c = Client::connect(run.addr()).await;
+    let bad = statuses(&mut c, "/status/502", 40).await;
+    assert!(bad.iter().all(|s| *s == StatusCode::BAD_GATEWAY), "{bad:?}");
+    let good = statuses(&mut c, "/", 20).await;
+    assert!(good.iter().all(|s| *s == StatusCode::OK), "{good:?}");
+    for s in ["a", "b"] {
+        let h = run
+            .registry
+            .health(&halo_health::ServerKey::new("p", s))
+            .unwrap();
+        assert!(h.is_serving(), "{s} was ejected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layer7_observation_ejects_but_never_the_last_server_up() {
+    let (a, _ta) = backend("a").await;
+    let (b, _tb) = backend("b").await;
+    let passive = "[pool.passive]\nobserve = \"layer7\"\nerror_limit = 2\n";
+    let run = Running::start(&default_pool_p(passive, &[("a", a, ""), ("b", b, "")])).await;
+    let mut events = run.registry.hub().subscribe();
+    let mut c = Client::connect(run.addr()).await;
+    // Bad answers from both: one server may go (half the pool).
+    statuses(&mut c, "/status/500", 4).await;
+    let down = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+    assert!(!down.transition.up, "{down:?}");
+    // The other keeps answering badly: it stays, the last server up.
+    let bad = statuses(&mut c, "/status/500", 20).await;
+    assert!(
+        bad.iter().all(|s| *s == StatusCode::INTERNAL_SERVER_ERROR),
+        "{bad:?}"
+    );
+    let good = statuses(&mut c, "/", 10).await;
+    assert!(good.iter().all(|s| *s == StatusCode::OK), "{good:?}");
+    let serving = ["a", "b"]
+        .iter()
+        .filter(|s| {
+            run.registry
+                .health(&halo_health::ServerKey::new("p", s))
+                .unwrap()
+                .is_serving()
+        })
+        .count();
+    assert_eq!(serving, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_one_is_never_emptied_by_passive_evidence() {
+    let (a, _ta) = backend("a").await;
+    let passive = "[pool.passive]\nobserve = \"layer7\"\nerror_limit = 1\n";
+    let run = Running::start(&default_pool_p(passive, &[("a", a, "")])).await;
+    let mut c = Client::connect(run.addr()).await;
+    let bad = statuses(&mut c, "/status/503", 20).await;
+    assert!(
+        bad.iter().all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
+        "{bad:?}"
+    );
+    let good = statuses(&mut c, "/", 10).await;
+    assert!(good.iter().all(|s| *s == StatusCode::OK), "{good:?}");
+}

@@ -34,6 +34,8 @@ fn counters(c: CountersView) -> Counters {
         active: c.active,
         bytes_in: c.bytes_in,
         bytes_out: c.bytes_out,
+        accept_errors: c.accept_errors,
+        local_errors: c.local_errors,
     }
 }
 
@@ -238,6 +240,8 @@ fn gslb_status(zone: &str, site: &str, dns: &Dns, now: Instant) -> GslbStatus {
         services,
         peers,
         queries: t.udp + t.tcp,
+        tcp_accept_errors: t.tcp_accept_errors,
+        tcp_refused: t.tcp_refused,
     }
 }
 

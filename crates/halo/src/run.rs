@@ -23,6 +23,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     refuse_empty(&config)?;
+    raise_fd_limit();
     // The control plane (signals, health checks) needs little: one thread.
     // The proxy runs its own threads (`node.threads`).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -30,6 +31,28 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(path, config))
+}
+
+/// Every connection takes a descriptor (a proxied one two): the soft limit
+/// goes up to the hard one, as HAProxy raises it to what `maxconn` needs
+/// (under systemd the soft limit is 1,024, the hard one 524,288).
+fn raise_fd_limit() {
+    match halo_net::raise_fd_limit() {
+        Ok((before, after)) if before < after => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open files limit (RLIMIT_NOFILE) to the hard limit"
+            );
+        }
+        Ok((_, limit)) => {
+            tracing::info!(
+                limit,
+                "open files limit (RLIMIT_NOFILE) is already at the hard limit"
+            );
+        }
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
 }
 
 /// A file that configures nothing to run is a mistake worth saying.

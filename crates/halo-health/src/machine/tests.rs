@@ -181,6 +181,7 @@ fn passive_only_ejection_doubles_and_resets_after_a_quiet_period() {
             error_limit: 5,
             ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(100),
+            ..Passive::default()
         },
     };
     check(
@@ -330,4 +331,25 @@ fn jitter_stays_within_spread_and_differs_between_seeds() {
     let a = Machine::new(params, t0, 99).poll_timeout();
     let b = Machine::new(params, t0, 99).poll_timeout();
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_check_that_could_not_run_is_no_verdict() {
+    // This host out of descriptors: neither a failure nor a success; the
+    // next check comes after the usual interval.
+    #[allow(clippy::disallowed_methods)]
+    let t0 = Instant::now();
+    let mut m = Machine::new(haproxy_defaults(InitialState::Up), t0, 1);
+    for i in 0..10u64 {
+        let due = m.poll_timeout().unwrap();
+        assert!(m.handle_timeout(due).0, "round {i}");
+        m.on_check_skipped(due);
+        assert!(m.is_up(), "round {i}");
+        assert!(m.poll_timeout().unwrap() > due);
+    }
+    // One real failure then decides (init-state up: the first marks DOWN).
+    let due = m.poll_timeout().unwrap();
+    m.handle_timeout(due);
+    assert!(m.on_check_result(false, "L4CON refused", due).is_some());
+    assert!(!m.is_up());
 }

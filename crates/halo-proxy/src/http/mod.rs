@@ -41,7 +41,7 @@ use tokio::time::{Instant, timeout};
 use self::body::{Counted, Decoder, UpstreamBody, Writer};
 use self::h1::{Conn, Framing, HeadError, ResponseHead};
 use crate::Snapshot;
-use crate::pool::{InFlight, NoServer, PoolRuntime};
+use crate::pool::{Blame, InFlight, NoServer, PoolRuntime};
 use crate::stats::{Active, Counters};
 
 /// Request heads (request line and headers) larger than this get a 431.
@@ -416,8 +416,8 @@ fn client_error(
 
 /// How one attempt on a server ended, when it did not produce a response.
 enum Failure {
-    /// Could not connect (nothing was sent).
-    Connect(String),
+    /// Could not connect (nothing was sent), and whose fault that was.
+    Connect(String, Blame),
     /// Closed or reset before any response byte.
     Empty(String),
     /// An unparsable response head.
@@ -475,14 +475,20 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
                 {
                     Ok(Ok(c)) => (c, false),
                     Ok(Err(e)) => {
-                        break (Failure::Connect(e.to_string()), cfg.retry_on.conn_failure);
+                        let blame = Blame::of_connect(&e);
+                        // Another server would meet the same local limit.
+                        let retry = cfg.retry_on.conn_failure && blame != Blame::Local;
+                        break (Failure::Connect(e.to_string(), blame), retry);
                     }
                     Err(_) => {
                         let e = format!(
                             "connect timed out after {}ms",
                             cfg.timeouts.connect.as_millis()
                         );
-                        break (Failure::Connect(e), cfg.retry_on.conn_failure);
+                        break (
+                            Failure::Connect(e, Blame::Connect),
+                            cfg.retry_on.conn_failure,
+                        );
                     }
                 },
             };
@@ -492,7 +498,8 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
                 if reused {
                     continue; // a pooled connection that just closed
                 }
-                break (Failure::Connect(e.to_string()), cfg.retry_on.conn_failure);
+                let f = Failure::Connect(e.to_string(), Blame::of_connect(&e));
+                break (f, cfg.retry_on.conn_failure);
             }
             if let Some(client) = out.send_continue.take() {
                 // A client that cannot hear this will not send its body
@@ -554,11 +561,12 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
                 }
             }
         };
-        let detail = match &failure {
-            Failure::Connect(e) | Failure::Empty(e) | Failure::Junk(e) => e.as_str(),
-            Failure::Timeout => "response timeout",
+        let (detail, blame) = match &failure {
+            Failure::Connect(e, blame) => (e.as_str(), *blame),
+            Failure::Empty(e) | Failure::Junk(e) => (e.as_str(), Blame::Answer),
+            Failure::Timeout => ("response timeout", Blame::Answer),
         };
-        if !in_flight.failed(&mut tried, &mut retries, allowed, detail) {
+        if !in_flight.failed(&mut tried, &mut retries, allowed, (detail, blame)) {
             break failure_response(&failure);
         }
         last_failure = Some(failure);
@@ -583,7 +591,12 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
 fn failure_response(f: &Failure) -> (StatusCode, &'static str, &'static str) {
     match f {
         // HAProxy answers a connect failure after its retries with 503.
-        Failure::Connect(_) => (
+        Failure::Connect(_, Blame::Local) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 the proxy is out of resources for a new server connection\n",
+            "connect failed: local resources",
+        ),
+        Failure::Connect(_, Blame::Connect | Blame::Answer) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "503 no server could be reached\n",
             "connect failed",
@@ -621,10 +634,13 @@ fn respond(
     let server = in_flight.server();
     let status = resp.status;
     // HAProxy `observe layer7`: 100-499, 501 and 505 are good answers.
+    // Counted only when the pool observes answers (`layer7`): a client that
+    // knows a URL the server answers with 5xx could otherwise eject it.
     let bad = status.is_server_error()
         && status != StatusCode::NOT_IMPLEMENTED
         && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED;
-    if bad {
+    // (At `layer4`, any answer shows the server reachable.)
+    if bad && in_flight.pool().config.passive.observe.answers() {
         server.health.report_error();
     } else {
         server.health.report_success();
