@@ -11,7 +11,14 @@
 #![forbid(unsafe_code)]
 
 pub mod metrics;
+mod serve;
 pub mod status;
+mod token;
+
+pub use serve::{
+    BODY_TIMEOUT, HEAD_TIMEOUT, LIFETIME, MAX_BODY, MAX_CONNECTIONS, MAX_HEAD, MAX_PER_CLIENT,
+};
+pub use token::{MIN_TOKEN_LEN, TokenError, read_token_file};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +29,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use halo_log::escaped;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -105,6 +113,8 @@ struct Shared {
     commands: mpsc::Sender<Command>,
     token: RwLock<Option<String>>,
     ready: AtomicBool,
+    /// Connections closed at once, over the listener's limits.
+    refused: Arc<serve::Refused>,
 }
 
 /// The running admin listener; stops when dropped.
@@ -161,10 +171,12 @@ impl Admin {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|source| AdminError::Bind { addr, source })?;
+        let refused = Arc::new(serve::Refused::default());
         let shared = Arc::new(Shared {
             commands,
             token: RwLock::new(token),
             ready: AtomicBool::new(true),
+            refused: Arc::clone(&refused),
         });
         let app = axum::Router::new()
             .route("/", get(dashboard))
@@ -175,12 +187,7 @@ impl Admin {
             .route("/api/pools/{pool}/servers/{server}", post(set_server))
             .route("/api/reload", post(reload))
             .with_state(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("admin API stopped: {e}");
-            }
-        });
+        let task = tokio::spawn(serve::serve(listener, app, refused));
         tracing::info!(%addr, "admin API listening");
         Ok(Self { addr, shared, task })
     }
@@ -189,6 +196,12 @@ impl Admin {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections closed at once so far, over the listener's limits.
+    #[must_use]
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.0.load(Ordering::Relaxed)
     }
 
     /// `/readyz` answers 503 from now on (the node is stopping).
@@ -295,16 +308,9 @@ fn refusal(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     };
     let given = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    (!same).then(|| {
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    (!same_secret(given, token.as_bytes())).then(|| {
         (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -314,17 +320,48 @@ fn refusal(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// Whether `given` is `secret`, in a time that depends on the secret's
+/// length only: every byte of the secret is compared whatever `given` is,
+/// and a length difference is folded into the result rather than returned
+/// early (which would tell a client the token's length).
+#[must_use]
+pub fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    let mut diff = given.len() ^ secret.len();
+    for (i, s) in secret.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(0);
+        diff |= usize::from(std::hint::black_box(g ^ s));
+    }
+    diff == 0
+}
+
 async fn set_server(
     State(s): SharedState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((pool, server)): Path<(String, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // The token first: an unauthenticated client's body is never read.
     if let Some(r) = refusal(&s, &headers) {
-        tracing::warn!(from = %peer, "admin change refused: {pool}/{server} (no valid token)");
+        tracing::warn!(
+            from = %peer, pool = %escaped(&pool), server = %escaped(&server),
+            "admin change refused (no valid token)"
+        );
         return r;
     }
+    let body = match serve::read_body(body).await {
+        Ok(b) => b,
+        Err(serve::BodyError::TooLarge) => {
+            let msg = format!("body over {} KiB\n", MAX_BODY / 1024);
+            return (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
+        }
+        Err(serve::BodyError::TooSlow) => {
+            return (StatusCode::REQUEST_TIMEOUT, "body not received in time\n").into_response();
+        }
+        Err(serve::BodyError::Broken) => {
+            return (StatusCode::BAD_REQUEST, "body cut short\n").into_response();
+        }
+    };
     let change: ServerChange = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => {
@@ -381,5 +418,25 @@ async fn reload(
         )
             .into_response(),
         None => stopping(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole_whatever_the_length_given() {
+        let secret = b"0123456789abcdef";
+        assert!(same_secret(secret, secret));
+        for given in [
+            &b""[..],
+            b"0123456789abcde",
+            b"0123456789abcdef0",
+            b"0123456789abcdeF",
+            b"\x000123456789abcdef",
+        ] {
+            assert!(!same_secret(given, secret), "{given:?}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use halo_log::Spell;
+use halo_log::{Spell, escaped};
 
 use crate::group::PoolGroup;
 use crate::machine::{AdminState, Machine, Params, Transition};
@@ -387,9 +387,12 @@ fn publish(
     if t.was_up == t.up {
         tracing::info!(server = %shared.key, admin = t.admin.as_str(), "server admin state is now {}", t.admin.as_str());
     } else if t.up {
-        tracing::info!(server = %shared.key, reason = %t.reason, "server is UP");
+        // (A check's reason quotes the server: its status line's phrase.)
+        let reason = t.reason.to_string();
+        tracing::info!(server = %shared.key, reason = %escaped(&reason), "server is UP");
     } else {
-        tracing::warn!(server = %shared.key, reason = %t.reason, "server is DOWN");
+        let reason = t.reason.to_string();
+        tracing::warn!(server = %shared.key, reason = %escaped(&reason), "server is DOWN");
     }
     // No subscriber is not an error: the state is in `shared` either way.
     let _ = events.send(HealthEvent {

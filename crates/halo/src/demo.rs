@@ -131,7 +131,18 @@ async fn run(ports: &Ports) -> anyhow::Result<ExitCode> {
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 1u8),
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 2u8)
     );
-    std::fs::write(dir.join("admin.token"), format!("{token}\n"))?;
+    // Only its owner may read it (halo refuses a token file others can).
+    std::io::Write::write_all(
+        &mut std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            0o600,
+        )
+        .open(dir.join("admin.token"))?,
+        format!("{token}\n").as_bytes(),
+    )?;
     let path = dir.join("halo.toml");
     std::fs::write(&path, config(ports, &hellos))?;
     let config = halo_config::load(&path).map_err(|e| anyhow::anyhow!("the demo's config: {e}"))?;

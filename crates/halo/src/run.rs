@@ -77,6 +77,8 @@ struct Node<'p> {
     commands: tokio::sync::mpsc::Sender<halo_admin::Command>,
     seed: u64,
     clock: crate::admin::Clock,
+    /// What GSLB peers answer, for the status: asked once per interval.
+    peer_answers: std::sync::Arc<crate::admin::PeerAnswers>,
 }
 
 /// What a reload does to the DNS tier, bound before anything changes.
@@ -170,6 +172,7 @@ pub(crate) async fn serve_with(
             started,
             loaded: started,
         },
+        peer_answers: std::sync::Arc::default(),
     };
 
     if let Some(ready) = ready {
@@ -244,8 +247,14 @@ impl Node<'_> {
                 } else {
                     // Asking peers takes a round trip (or a timeout): not
                     // in the main loop.
+                    let cache = std::sync::Arc::clone(&self.peer_answers);
+                    let interval = self
+                        .config
+                        .gslb
+                        .as_ref()
+                        .map_or(std::time::Duration::from_secs(1), |g| g.peer_interval);
                     tokio::spawn(async move {
-                        let _ = reply.send(crate::admin::with_peer_answers(st, peers).await);
+                        let _ = reply.send(cache.add_to(st, peers, interval).await);
                     });
                 }
             }

@@ -36,6 +36,14 @@ fn temp_config(name: &str, contents: &str) -> PathBuf {
     path
 }
 
+/// A token file only its owner can read (halo refuses others).
+fn token_file(name: &str, token: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = temp_config(name, &format!("{token}\n"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
 #[test]
 fn check_passes_on_every_example() {
     let files = examples();
@@ -274,8 +282,8 @@ fn admin_api_status_ctl_metrics_and_reload() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let token = temp_config("admin.token", "correct-horse-battery\n");
-    let wrong = temp_config("wrong.token", "not-the-token\n");
+    let token = token_file("admin.token", "correct-horse-battery");
+    let wrong = token_file("wrong.token", "not-the-token");
     let config = |extra: &str| {
         format!(
             "[node]\nname = \"adm\"\nsite = \"east\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n\
@@ -405,7 +413,7 @@ fn admin_api_status_ctl_metrics_and_reload() {
 fn run_time_server_state_survives_a_restart() {
     let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up = backend.local_addr().unwrap();
-    let token = temp_config("state.token", "state-token\n");
+    let token = token_file("state.token", "state-token-of-the-test");
     let state = temp_config("servers.state.json", "");
     std::fs::remove_file(&state).unwrap();
     let path = temp_config(

@@ -98,6 +98,11 @@ fn dashboard_shows_a_server_go_red_and_drains_one() {
     let (a2, mut s2) = server("s2");
     let token = "dashboard-test-token";
     std::fs::write(dir.join("token"), format!("{token}\n")).unwrap();
+    std::fs::set_permissions(
+        dir.join("token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let path = dir.join("halo.toml");
     std::fs::write(
         &path,

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use halo_config::SendProxy;
+use halo_log::escaped;
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -274,7 +275,8 @@ impl AccessRecord {
         tracing::info!(
             target: "halo::access",
             listener = %self.listener, client = %self.client, method = %self.method,
-            host = %self.host, path = %self.path, status = self.status, pool = %self.pool,
+            host = %escaped(&self.host), path = %escaped(&self.path), status = self.status,
+            pool = %self.pool,
             server = %self.server, retries = self.retries, head_ms = self.head_ms,
             ms = self.started.elapsed().as_millis(), bytes, result = self.result, "http"
         );
@@ -707,7 +709,8 @@ fn log_generated(
     if let Some((host, path)) = log {
         tracing::info!(
             target: "halo::access",
-            listener = %ctx.listener, client = %ctx.client, method = %method, host, path,
+            listener = %ctx.listener, client = %ctx.client, method = %method,
+            host = %escaped(host), path = %escaped(path),
             status, pool = pool.map_or("", |p| p.config.name.as_str()),
             server = "", retries, ms = started.elapsed().as_millis(), bytes = 0u64,
             result, "http"
