@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 mod serve;
 pub mod status;
@@ -320,6 +322,26 @@ fn refusal(s: &Shared, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// The body of `POST /api/pools/{pool}/servers/{server}`, checked: a state
+/// and/or a weight of 0 to 256; `Err` is the 400's text.
+///
+/// # Errors
+/// What is wrong with the body, and what to send instead.
+pub fn parse_change(body: &[u8]) -> Result<ServerChange, String> {
+    let change: ServerChange = serde_json::from_slice(body)
+        .map_err(|e| format!("body: {e}; send e.g. {{\"state\": \"drain\"}}\n"))?;
+    if change.weight.is_some_and(|w| w > 256) {
+        return Err("weight: 0 to 256\n".into());
+    }
+    if change.state.is_none() && change.weight.is_none() {
+        return Err(
+            "send {\"state\": \"ready\" | \"drain\" | \"maint\"} and/or {\"weight\": 0..256}\n"
+                .into(),
+        );
+    }
+    Ok(change)
+}
+
 /// Whether `given` is `secret`, in a time that depends on the secret's
 /// length only: every byte of the secret is compared whatever `given` is,
 /// and a length difference is folded into the result rather than returned
@@ -362,26 +384,10 @@ async fn set_server(
             return (StatusCode::BAD_REQUEST, "body cut short\n").into_response();
         }
     };
-    let change: ServerChange = match serde_json::from_slice(&body) {
+    let change = match parse_change(&body) {
         Ok(c) => c,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("body: {e}; send e.g. {{\"state\": \"drain\"}}\n"),
-            )
-                .into_response();
-        }
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
-    if change.weight.is_some_and(|w| w > 256) {
-        return (StatusCode::BAD_REQUEST, "weight: 0 to 256\n").into_response();
-    }
-    if change.state.is_none() && change.weight.is_none() {
-        return (
-            StatusCode::BAD_REQUEST,
-            "send {\"state\": \"ready\" | \"drain\" | \"maint\"} and/or {\"weight\": 0..256}\n",
-        )
-            .into_response();
-    }
     let answer = ask(&s, |reply| Command::SetServer {
         pool,
         server,

@@ -105,6 +105,13 @@ pub(crate) enum RawBalance {
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
+pub(crate) enum RawTtlCheck {
+    OnLink,
+    Off,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum RawObserve {
     Off,
     Layer4,
@@ -237,6 +244,7 @@ pub(crate) struct RawVip {
     pub(crate) addresses: S<Vec<S<String>>>,
     pub(crate) unicast_source: Option<S<String>>,
     pub(crate) unicast_peers: Option<S<Vec<S<String>>>>,
+    pub(crate) unicast_ttl_check: Option<RawTtlCheck>,
     pub(crate) preempt: Option<bool>,
     pub(crate) preempt_delay: Option<S<String>>,
     #[serde(default)]

@@ -619,6 +619,11 @@ pub struct Unicast {
     pub source: IpAddr,
     /// The other routers.
     pub peers: Vec<IpAddr>,
+    /// Require TTL (hop limit) 255 from peers on the interface's own
+    /// networks, whose packets are never routed (`unicast_ttl_check =
+    /// "on-link"`, the default); `false`: never check (keepalived's default
+    /// in unicast mode).
+    pub ttl_check_on_link: bool,
 }
 
 /// One `track` entry.

@@ -16,7 +16,7 @@ use crate::raw::{
     RawBalance, RawCheck, RawCheckType, RawChecksum, RawConfig, RawEndpoint, RawGslb, RawHealth,
     RawInitial, RawListener, RawObserve, RawPassive, RawPeer, RawPool, RawPoolTls, RawProtocol,
     RawRecord, RawRecordType, RawRetryOn, RawSendProxy, RawServer, RawService, RawStrategy,
-    RawTimeouts, RawVip, RawVipGroup, RawWhenAllDown, S,
+    RawTimeouts, RawTtlCheck, RawVip, RawVipGroup, RawWhenAllDown, S,
 };
 use crate::types::{
     Admin, Balance, Certificate, Check, CheckKind, Config, Endpoint, EndpointHealth, Garp, GeoRule,
@@ -1059,6 +1059,7 @@ impl Validator<'_, '_> {
                 source.map(|source| Unicast {
                     source,
                     peers: peer_ips,
+                    ttl_check_on_link: x.unicast_ttl_check != Some(RawTtlCheck::Off),
                 })
             }
             (Some(s), None) => {

@@ -3,8 +3,9 @@
 //! kind of name, strategy and record.
 //!
 //! Used by `fuzz/fuzz_targets/query.rs` (cargo fuzz, coverage-guided) and by
-//! the `fuzz_query` test (mutations of valid queries, run by `cargo test`).
-//! Not part of halo's API.
+//! the `fuzz_parsers` test of the `halo` crate (mutations of valid queries,
+//! run by `cargo test`). [`peer`] is the same for what a GSLB peer sends:
+//! its answers to this node's polls, and its NOTIFY. Not part of halo's API.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -165,8 +166,15 @@ fn answerer() -> Answerer {
 /// # Panics
 /// When a check fails (or the query path panics): that is the finding.
 pub fn check(data: &[u8]) {
+    answer_from(
+        data,
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 5353),
+    );
+}
+
+/// [`check`]'s work for a datagram from `src`.
+fn answer_from(data: &[u8], src: SocketAddr) {
     let mut a = answerer();
-    let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 5353);
     let mut name = [0u8; wire::MAX_NAME];
     let parsed = wire::parse_query(data, &mut name)
         .ok()
@@ -195,4 +203,57 @@ pub fn check(data: &[u8]) {
             );
         }
     }
+}
+
+/// What a GSLB peer sends: `data` as its reply to this node's poll (query
+/// and NOTIFY replies), and as a datagram from the peer's address (a NOTIFY
+/// is accepted from a peer only).
+///
+/// # Panics
+/// When a reply's parse gives more addresses than the reply could hold, a
+/// site name that is not one, or [`check`]'s rules fail.
+pub fn peer(data: &[u8]) {
+    if data.len() >= 2 {
+        let id = u16::from_be_bytes([data[0], data[1]]);
+        for opcode in [0, wire::OPCODE_NOTIFY] {
+            if let Some(r) = wire::parse_reply(data, id, opcode) {
+                assert!(
+                    r.addresses.len() * 4 <= data.len(),
+                    "addresses out of nothing"
+                );
+                if let Some(site) = &r.site {
+                    assert!(wire::is_site_name(site), "site {site:?}");
+                }
+            }
+        }
+    }
+    let from_peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 200)), 53);
+    answer_from(data, from_peer);
+}
+
+/// Valid peer traffic to start mutating from: replies to polls (with
+/// addresses and a site) and NOTIFY messages.
+#[must_use]
+pub fn peer_seeds() -> Vec<Vec<u8>> {
+    let mut a = answerer();
+    let from_peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 200)), 53);
+    let mut out = Vec::new();
+    for (name, qtype) in [
+        ("localtargets-app.global.example.com", 1),
+        ("localtargets-app.global.example.com", 28),
+        ("app.global.example.com", 16),
+    ] {
+        let q = wire::build_query(3, name, qtype, 0);
+        let mut reply = Vec::new();
+        if a.answer(&q, from_peer, true, &mut reply) {
+            out.push(reply);
+        }
+    }
+    out.push(wire::build_query(
+        9,
+        "global.example.com",
+        6,
+        wire::OPCODE_NOTIFY,
+    ));
+    out
 }

@@ -780,6 +780,15 @@ pub struct PeerAnswer {
     pub site: Option<String>,
 }
 
+/// Whether a peer's `site=` is a name a config could give a site: 1 to 64
+/// letters, digits, `-`, `_` or `.`.
+#[must_use]
+pub fn is_site_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Parses a reply to [`build_query`] with `id` and `opcode`; None if it is not one.
 #[must_use]
 pub fn parse_reply(msg: &[u8], id: u16, opcode: u8) -> Option<PeerAnswer> {
@@ -822,7 +831,12 @@ pub fn parse_reply(msg: &[u8], id: u16, opcode: u8) -> Option<PeerAnswer> {
                 let len = usize::from(data[0]);
                 if let Some(text) = data.get(1..1 + len) {
                     if let Some(site) = text.strip_prefix(b"site=") {
-                        answer.site = std::str::from_utf8(site).ok().map(str::to_owned);
+                        // A peer's word: only a name that could be a site's
+                        // (it is shown, and names a site in the status).
+                        answer.site = std::str::from_utf8(site)
+                            .ok()
+                            .filter(|s| is_site_name(s))
+                            .map(str::to_owned);
                     }
                 }
             }

@@ -14,6 +14,8 @@
 
 pub mod balance;
 pub mod client_hello;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod pool;
 pub mod proxy_protocol;

@@ -58,7 +58,7 @@ pub fn header(version: SendProxy, client: SocketAddr, local: SocketAddr) -> Vec<
 
 /// Both addresses in one family: IPv4-mapped IPv6 becomes IPv4 when both are
 /// IPv4 at heart; otherwise IPv4 is mapped into IPv6.
-fn same_family(client: SocketAddr, local: SocketAddr) -> (SocketAddr, SocketAddr) {
+pub(crate) fn same_family(client: SocketAddr, local: SocketAddr) -> (SocketAddr, SocketAddr) {
     let unmap = |a: SocketAddr| match a.ip() {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()

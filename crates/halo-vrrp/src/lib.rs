@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod machine;
 pub mod packet;
 

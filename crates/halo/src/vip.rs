@@ -684,11 +684,19 @@ impl Instance {
             None
         };
         match &self.vip.unicast {
-            // keepalived skips the TTL check in unicast mode: a routed peer
-            // arrives with less than 255.
             None if rx.ttl != packet::TTL => return drop(&c.drop_ttl, "TTL is not 255"),
             Some(u) if !u.peers.contains(&rx.src) => {
                 return drop(&c.drop_peer, "source is not among unicast_peers");
+            }
+            // keepalived skips the TTL check in unicast mode, since a routed
+            // peer's packets arrive with less than 255. A peer on the
+            // interface's own network is never routed: anything but 255 from
+            // it came from further away with a forged source (RFC 9568
+            // §7.1's reason for the check), so it is checked there.
+            Some(u)
+                if u.ttl_check_on_link && rx.ttl != packet::TTL && self.iface.on_link(rx.src) =>
+            {
+                return drop(&c.drop_ttl, "TTL is not 255 from an on-link unicast peer");
             }
             _ => {}
         }

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -36,14 +36,7 @@ fn run_logged(
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("halo.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_halo"))
-        .args(["run", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::lines_of(child.stderr.take().unwrap());
+    let (child, lines) = common::run_halo(&path);
     let (mut admin, mut proxy) = (String::new(), String::new());
     while admin.is_empty() {
         let line = common::wait_line(&lines, "listening");

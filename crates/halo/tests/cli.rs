@@ -340,7 +340,8 @@ fn admin_api_status_ctl_metrics_and_reload() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
     assert_eq!(server(&status(), "s1", "admin"), "ready");
-    logs.wait_for("admin change refused: app/s1");
+    let refused = logs.wait_for("admin change refused");
+    assert!(refused.contains(" pool=app server=s1"), "{refused}");
 
     let out = run(&["ctl", "drain", "app/s1"], &token);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -605,55 +605,40 @@ impl Outcome {
             || self.victim.is_some()
     }
 
-    /// A table cell: statuses, requests forwarded, and each way it went
-    /// wrong, shortly.
-    fn cell(&self) -> String {
-        let mut s = format!(
-            "{} · {} fwd",
-            self.statuses
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            self.forwarded
-        );
+    /// The statuses and the requests forwarded, then each way it went
+    /// wrong: shortly for the table (`full`: false), or with everything
+    /// seen for a failure message.
+    fn describe(&self, full: bool) -> String {
+        let statuses: Vec<String> = self.statuses.iter().map(u16::to_string).collect();
+        let mut s = format!("{} · {} fwd", statuses.join(","), self.forwarded);
         if !self.unlogged.is_empty() {
-            s += &format!(" · **{} unlogged at the server**", self.unlogged.len());
+            s += &if full {
+                format!(" · UNLOGGED {:?}", self.unlogged)
+            } else {
+                format!(" · **{} unlogged at the server**", self.unlogged.len())
+            };
         }
         for p in &self.server_problems {
-            let what = p.split(" in \"").next().unwrap_or(p);
+            let what = if full {
+                p
+            } else {
+                p.split(" in \"").next().unwrap_or(p)
+            };
             s += &format!(" · **server got: {what}**");
         }
         if !self.client_problems.is_empty() {
-            s += " · **client got a wrong answer**";
-        }
-        if self.victim.is_some() {
-            s += " · **next client got a wrong answer**";
-        }
-        s
-    }
-
-    fn short(&self) -> String {
-        let mut s = format!(
-            "{} / {} fwd",
-            self.statuses
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            self.forwarded
-        );
-        if !self.unlogged.is_empty() {
-            s += &format!(" / UNLOGGED {:?}", self.unlogged);
-        }
-        if !self.server_problems.is_empty() {
-            s += &format!(" / SERVER GOT {:?}", self.server_problems);
-        }
-        if !self.client_problems.is_empty() {
-            s += &format!(" / CLIENT GOT {:?}", self.client_problems);
+            s += &if full {
+                format!(" · CLIENT GOT {:?}", self.client_problems)
+            } else {
+                " · **client got a wrong answer**".to_owned()
+            };
         }
         if let Some(v) = &self.victim {
-            s += &format!(" / VICTIM GOT {v}");
+            s += &if full {
+                format!(" · NEXT CLIENT GOT {v}")
+            } else {
+                " · **next client got a wrong answer**".to_owned()
+            };
         }
         s
     }
@@ -754,14 +739,7 @@ fn start_halo(dir: &std::path::Path, server: SocketAddr) -> (Child, SocketAddr, 
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_halo"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::lines_of(child.stderr.take().unwrap());
+    let (child, lines) = common::run_halo_with(&["--log-format", "json"], &path);
     let addr = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(20))
@@ -871,12 +849,14 @@ fn no_probe_desyncs_halo() {
     let mut failures = Vec::new();
     for (i, p) in PROBES.iter().enumerate() {
         let h = &halo_out[i];
-        let reference = haproxy_out.as_ref().map_or("-".into(), |o| o[i].cell());
+        let reference = haproxy_out
+            .as_ref()
+            .map_or("-".into(), |o| o[i].describe(false));
         println!(
             "| `{}` | {} | {} | {} |",
             p.name,
             p.rfc,
-            h.cell(),
+            h.describe(false),
             reference
         );
         let expected = h.statuses == p.statuses && h.forwarded == p.forwarded;
@@ -884,7 +864,7 @@ fn no_probe_desyncs_halo() {
             failures.push(format!(
                 "{}: got {}; expected {:?} / {} fwd",
                 p.name,
-                h.short(),
+                h.describe(true),
                 p.statuses,
                 p.forwarded
             ));

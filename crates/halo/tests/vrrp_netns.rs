@@ -816,6 +816,49 @@ fn forged_adverts_are_dropped_and_counted() {
         "{}",
         lan.log("u")
     );
+
+    // Unicast from a listed peer on the interface's own network: TTL 64 can
+    // only come from further away with a forged source, and is dropped
+    // (keepalived takes it: it never checks the TTL in unicast mode); 255
+    // is heard.
+    let unicast = v4("vi1", 150, "192.0.2.1", "192.0.2.2", "");
+    lan.halo(0, "t", &(node("a") + &unicast));
+    lan.wait("a to be master again", || {
+        lan.log("t").contains("to=\"MASTER\"")
+    });
+    forge(&["192.0.2.1", "64", "192.0.2.2"]);
+    lan.wait("the TTL drop logged", || {
+        lan.log("t")
+            .contains("TTL is not 255 from an on-link unicast peer")
+    });
+    assert!(
+        !lan.log("t").contains("from=\"MASTER\" to=\"BACKUP\""),
+        "{}",
+        lan.log("t")
+    );
+    forge(&["192.0.2.1", "255", "192.0.2.2"]);
+    lan.wait("a to yield to the peer's well-formed advert", || {
+        lan.log("t").contains("from=\"MASTER\" to=\"BACKUP\"")
+    });
+    lan.signal("t", "TERM");
+    assert!(lan.log("t").contains("dropped_ttl=20 "), "{}", lan.log("t"));
+
+    // unicast_ttl_check = "off": keepalived's way, TTL 64 is heard.
+    let unchecked = v4(
+        "vi1",
+        150,
+        "192.0.2.1",
+        "192.0.2.2",
+        "unicast_ttl_check = \"off\"\n",
+    );
+    lan.halo(0, "o", &(node("a") + &unchecked));
+    lan.wait("a to be master once more", || {
+        lan.log("o").contains("to=\"MASTER\"")
+    });
+    forge(&["192.0.2.1", "64", "192.0.2.2"]);
+    lan.wait("a to yield to a TTL 64 advert", || {
+        lan.log("o").contains("from=\"MASTER\" to=\"BACKUP\"")
+    });
 }
 
 /// keepalived's `vrrp_instance` for host `i`.

@@ -244,8 +244,10 @@ where
         }
         put_header(&mut out, name, value);
     }
-    if !has_host && let Some(host) = fwd.host {
-        put_header(&mut out, b"host", host);
+    if !has_host {
+        // An HTTP/1.0 request may have none; HTTP/1.1 needs one, empty when
+        // there is no authority (RFC 9112 §3.2).
+        put_header(&mut out, b"host", fwd.host.unwrap_or_default());
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     for (name, prev) in headers() {
@@ -396,7 +398,10 @@ pub(crate) async fn read_head(
 
 /// Parses a whole head at the start of `buf` and consumes it; `Ok(None)` when
 /// more bytes are needed.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
+pub(crate) fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, HeadError> {
     let junk = |why: &str| HeadError::Junk(why.to_owned());
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);

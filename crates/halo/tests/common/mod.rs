@@ -131,7 +131,17 @@ pub(crate) fn lines_of(
 pub(crate) fn run_halo(
     path: &std::path::Path,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    run_halo_with(&[], path)
+}
+
+/// `halo <global options> run -c path` (e.g. `--log-format json`), its
+/// stderr lines delivered through a channel.
+pub(crate) fn run_halo_with(
+    options: &[&str],
+    path: &std::path::Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_halo"))
+        .args(options)
         .arg("run")
         .arg("-c")
         .arg(path)

@@ -483,6 +483,13 @@ pub(crate) const PROBES: &[Probe] = &[
         0,
     ),
     req(
+        "http10-no-host",
+        "RFC 9112 §3.2: HTTP/1.0 may omit Host; the HTTP/1.1 request halo sends has one",
+        b"GET {P} HTTP/1.0\r\n\r\n",
+        &[200],
+        1,
+    ),
+    req(
         "absolute-form",
         "RFC 9112 §3.2.2: the target's authority is the host; origin-form to the server",
         b"GET http://other.example{P} HTTP/1.1\r\nHost: x\r\n\r\nGET {P}/after HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -1,0 +1,10 @@
+//! Coverage-guided fuzzing of `halo_proxy::fuzzing::proxy_header` (see its docs for the property
+//! checked besides not panicking). Run by `scripts/test` for
+//! `FUZZ_SECONDS` (30 by default); longer:
+//!
+//!     cd fuzz && cargo fuzz run proxy_header -s none -- -max_total_time=600
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    halo_proxy::fuzzing::proxy_header(data);
+});
