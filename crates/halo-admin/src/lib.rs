@@ -115,8 +115,40 @@ struct Shared {
     commands: mpsc::Sender<Command>,
     token: RwLock<Option<String>>,
     ready: AtomicBool,
-    /// Connections closed at once, over the listener's limits.
+    /// What the listener refused (counted, and logged once per spell).
     refused: Arc<serve::Refused>,
+    unauthorized_log: std::sync::Mutex<halo_log::Spell>,
+}
+
+impl Shared {
+    /// The admin listener's counters, into a status the main loop built.
+    fn with_counters(&self, mut st: Status) -> Status {
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        st.admin = status::AdminCounters {
+            connections_refused: n(&self.refused.connections),
+            accept_errors: n(&self.refused.accepts),
+            unauthorized: n(&self.refused.unauthorized),
+        };
+        st
+    }
+
+    /// Counts a change refused for its token, and logs it once per spell
+    /// (any client can send them at will).
+    fn unauthorized(&self, peer: SocketAddr, what: &str) {
+        self.refused.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let now = tokio::time::Instant::now().into_std();
+        let line = self
+            .unauthorized_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .event(now);
+        if let Some(line) = line {
+            tracing::warn!(
+                from = %peer, what = %escaped(what), unlogged = line.folded,
+                "admin change refused (no valid token; one line per spell, each counted)"
+            );
+        }
+    }
 }
 
 /// The running admin listener; stops when dropped.
@@ -179,6 +211,9 @@ impl Admin {
             token: RwLock::new(token),
             ready: AtomicBool::new(true),
             refused: Arc::clone(&refused),
+            unauthorized_log: std::sync::Mutex::new(halo_log::Spell::new(
+                std::time::Duration::from_secs(10),
+            )),
         });
         let app = axum::Router::new()
             .route("/", get(dashboard))
@@ -198,12 +233,6 @@ impl Admin {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// Connections closed at once so far, over the listener's limits.
-    #[must_use]
-    pub fn refused(&self) -> u64 {
-        self.shared.refused.0.load(Ordering::Relaxed)
     }
 
     /// `/readyz` answers 503 from now on (the node is stopping).
@@ -269,7 +298,7 @@ async fn status(State(s): SharedState) -> Response {
         reply,
     };
     match ask(&s, command).await {
-        Some(st) => Json(st).into_response(),
+        Some(st) => Json(s.with_counters(st)).into_response(),
         None => stopping(),
     }
 }
@@ -285,7 +314,7 @@ async fn metrics_page(State(s): SharedState) -> Response {
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            metrics::render(&st),
+            metrics::render(&s.with_counters(st)),
         )
             .into_response(),
         None => stopping(),
@@ -365,10 +394,7 @@ async fn set_server(
 ) -> Response {
     // The token first: an unauthenticated client's body is never read.
     if let Some(r) = refusal(&s, &headers) {
-        tracing::warn!(
-            from = %peer, pool = %escaped(&pool), server = %escaped(&server),
-            "admin change refused (no valid token)"
-        );
+        s.unauthorized(peer, &format!("{pool}/{server}"));
         return r;
     }
     let body = match serve::read_body(body).await {
@@ -409,7 +435,7 @@ async fn reload(
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = refusal(&s, &headers) {
-        tracing::warn!(from = %peer, "admin reload refused (no valid token)");
+        s.unauthorized(peer, "reload");
         return r;
     }
     let answer = ask(&s, |reply| Command::Reload {

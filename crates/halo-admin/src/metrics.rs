@@ -55,6 +55,12 @@ pub mod names {
     pub const VRRP_DROPPED: &str = "halo_vrrp_dropped";
     /// Counter: VRRP state changes, by vip.
     pub const VRRP_TRANSITIONS: &str = "halo_vrrp_transitions";
+    /// Counter: admin connections closed at once (over 64, or 16 per client).
+    pub const ADMIN_REFUSED: &str = "halo_admin_connections_refused";
+    /// Counter: admin accepts that failed.
+    pub const ADMIN_ACCEPT_ERRORS: &str = "halo_admin_accept_errors";
+    /// Counter: admin changes refused for a missing or wrong token.
+    pub const ADMIN_UNAUTHORIZED: &str = "halo_admin_unauthorized";
     /// Counter: DNS queries answered.
     pub const DNS_QUERIES: &str = "halo_dns_queries";
     /// Counter: DNS TCP accepts that failed.
@@ -92,6 +98,13 @@ impl Families {
         f
     }
 
+    /// A counter without labels, at `value`.
+    fn single_counter(&mut self, name: &str, help: &str, value: u64) {
+        let c = Counter::<u64>::default();
+        c.inc_by(value);
+        self.registry.register(name, help, c);
+    }
+
     fn gauge(&mut self, name: &str, help: &str) -> Family<Labels, Gauge> {
         let f = Family::<Labels, Gauge>::default();
         self.registry.register(name, help, f.clone());
@@ -124,6 +137,26 @@ pub fn render(status: &Status) -> String {
         ]),
         1,
     );
+
+    for (name, help, n) in [
+        (
+            ADMIN_REFUSED,
+            "Admin connections closed at once: too many open",
+            status.admin.connections_refused,
+        ),
+        (
+            ADMIN_ACCEPT_ERRORS,
+            "Admin accepts that failed",
+            status.admin.accept_errors,
+        ),
+        (
+            ADMIN_UNAUTHORIZED,
+            "Admin changes refused for a missing or wrong token",
+            status.admin.unauthorized,
+        ),
+    ] {
+        m.single_counter(name, help, n);
+    }
 
     let l_req = m.counter(
         LISTENER_REQUESTS,
@@ -319,9 +352,14 @@ mod tests {
                 },
             }],
             gslb: None,
+            admin: crate::status::AdminCounters {
+                unauthorized: 2,
+                ..Default::default()
+            },
         };
         let text = render(&st);
         for want in [
+            "halo_admin_unauthorized_total 2",
             "halo_server_requests_total{pool=\"p\",server=\"s\"} 7",
             "halo_server_admin_state{pool=\"p\",server=\"s\",state=\"maint\"} 1",
             "halo_server_admin_state{pool=\"p\",server=\"s\",state=\"ready\"} 0",

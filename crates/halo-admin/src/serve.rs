@@ -41,9 +41,16 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Time for a request body to arrive (408 past it).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections the listener closed at once, over its limits.
+/// What the listener refused, for [`crate::status::AdminCounters`].
 #[derive(Debug, Default)]
-pub(crate) struct Refused(pub(crate) AtomicU64);
+pub(crate) struct Refused {
+    /// Connections closed at once, over the limits.
+    pub(crate) connections: AtomicU64,
+    /// Accepts that failed.
+    pub(crate) accepts: AtomicU64,
+    /// Changes without a valid token.
+    pub(crate) unauthorized: AtomicU64,
+}
 
 /// Who holds the listener's connection slots.
 #[derive(Debug, Default)]
@@ -98,13 +105,14 @@ pub(crate) async fn serve(
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
+                refused.accepts.fetch_add(1, Ordering::Relaxed);
                 errors.failed(&e, "admin").await;
                 continue;
             }
         };
         errors.accepted("admin");
         let Some(slot) = take_slot(&slots, peer.ip()) else {
-            refused.0.fetch_add(1, Ordering::Relaxed);
+            refused.connections.fetch_add(1, Ordering::Relaxed);
             if let Some(line) = full.event(tokio::time::Instant::now().into_std()) {
                 tracing::warn!(
                     client = %peer, max = MAX_CONNECTIONS, per_client = MAX_PER_CLIENT,

@@ -25,6 +25,20 @@ pub struct Status {
     pub vips: Vec<VipStatus>,
     /// The DNS tier, when `[gslb]` is configured.
     pub gslb: Option<GslbStatus>,
+    /// The admin listener's own counters (filled in by the admin API).
+    #[serde(default)]
+    pub admin: AdminCounters,
+}
+
+/// What the admin listener refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCounters {
+    /// Connections closed at once: 64 open, or 16 from the client's address.
+    pub connections_refused: u64,
+    /// Accepts that failed (out of descriptors, most often).
+    pub accept_errors: u64,
+    /// Changes refused for a missing or wrong token.
+    pub unauthorized: u64,
 }
 
 /// Proxy counters of a listener, pool or server.

@@ -420,7 +420,7 @@ pub struct Passive {
     /// Upper bound of the doubling ejection time. Default 5m.
     pub max_ejection_time: Duration,
     /// Passive evidence never leaves more than this percent of a pool's
-    /// servers down (rounded down), nor takes its last server that is up
+    /// servers down (rounded down), nor takes its last server serving (UP and ready)
     /// (Envoy's `max_ejection_percent`). Default 50.
     pub max_ejection_percent: u8,
 }

@@ -443,6 +443,7 @@ impl Worker {
         udp::prepare(&udp)?;
         worker.udp_socket = Some(udp.try_clone()?);
         let answerer = make(seed);
+        let tcp_counters = Arc::clone(counters);
         let stop = Arc::clone(&worker.stop);
         // On error `worker` drops here and stops the threads already started.
         worker.threads.push(
@@ -458,7 +459,7 @@ impl Worker {
                         let counter = std::sync::atomic::AtomicU64::new(seed);
                         match TcpListener::from_std(listener) {
                             Ok(t) => {
-                                tokio::spawn(server::serve_tcp(t, move || {
+                                tokio::spawn(server::serve_tcp(t, tcp_counters, move || {
                                     make(counter.fetch_add(1, Ordering::Relaxed))
                                 }));
                             }

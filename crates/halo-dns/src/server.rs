@@ -195,7 +195,21 @@ impl Answerer {
                 // The controller re-queries that peer now.
                 let _ = self.notify.send(src.ip());
             } else {
-                tracing::info!(client = %src, "NOTIFY from an address that is not a peer refused");
+                // Any source can be forged over UDP: once per spell (the
+                // REFUSED replies are counted by RCODE).
+                static SPELL: std::sync::Mutex<Spell> =
+                    std::sync::Mutex::new(Spell::new(Duration::from_secs(10)));
+                let now = tokio::time::Instant::now().into_std();
+                let line = SPELL
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .event(now);
+                if let Some(line) = line {
+                    tracing::info!(
+                        client = %src, unlogged = line.folded,
+                        "NOTIFY from an address that is not a peer refused (one line per spell)"
+                    );
+                }
             }
             self.count(rcode);
             wire::write_bare(out, &q, rcode, true);
@@ -255,12 +269,16 @@ fn rcode_of(reject: &Reject<'_>) -> Rcode {
     }
 }
 
-pub(crate) async fn serve_tcp(listener: TcpListener, make: impl Fn() -> Answerer) {
+/// Accepts and answers DNS over TCP; `counters` are the worker's (every
+/// answerer `make` gives shares them).
+pub(crate) async fn serve_tcp(
+    listener: TcpListener,
+    counters: Arc<Counters>,
+    make: impl Fn() -> Answerer,
+) {
     let mut errors = halo_net::AcceptErrors::default();
     let slots = Arc::new(tokio::sync::Semaphore::new(TCP_CLIENTS));
     let mut full = Spell::new(Duration::from_secs(10));
-    // (Every answerer of the worker shares its counters.)
-    let counters = Arc::clone(&make().counters);
     loop {
         let (stream, src) = match listener.accept().await {
             Ok(x) => x,

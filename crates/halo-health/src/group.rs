@@ -2,7 +2,7 @@
 //! (errors on live traffic) is weaker than a failed check: a client can
 //! provoke it, and an overloaded pool shows it everywhere at once. So, as
 //! Envoy's `max_ejection_percent` does, it never leaves more than a share of
-//! a pool down, and never takes the pool's last server that is up: that
+//! a pool down, and never takes the pool's last server serving (UP and ready): that
 //! server's traffic would otherwise get 503 from halo instead of a slow or
 //! partial answer from it.
 
@@ -13,9 +13,9 @@ use halo_log::Spell;
 
 use crate::monitor::ServerHealth;
 
-/// Whether a pool of `servers`, `up` of them UP (the one to eject among
-/// them), can lose one more to passive evidence with at most `max_percent`
-/// of its servers down after it.
+/// Whether a pool of `servers`, `up` of them serving (UP and ready; the one
+/// to eject among them), can lose one more to passive evidence with at most
+/// `max_percent` of its servers out of service after it.
 #[must_use]
 pub fn may_eject(servers: usize, up: usize, max_percent: u8) -> bool {
     let down_after = servers.saturating_sub(up) + 1;
@@ -66,8 +66,11 @@ impl PoolGroup {
         eject: impl FnOnce(),
     ) {
         let mut m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        // Serving, not merely UP: a server in drain or maint is UP by
+        // health but takes no new traffic, so it cannot stand in for the
+        // one ejected.
         let servers = m.servers.len();
-        let up = m.servers.iter().filter(|s| s.is_up()).count();
+        let up = m.servers.iter().filter(|s| s.is_serving()).count();
         if may_eject(servers, up, m.max_percent) {
             eject();
             return;
@@ -77,7 +80,7 @@ impl PoolGroup {
                 pool = %self.name, server, up, servers, max_ejection_percent = m.max_percent,
                 unlogged = line.folded,
                 "passive errors would mark this server down, but the pool cannot spare it: \
-                 it stays up (passive evidence never takes the last server up, nor more than \
+                 it stays up (passive evidence never takes the last server serving, nor more than \
                  max_ejection_percent of the pool)"
             );
         }

@@ -21,8 +21,8 @@ pub struct Interface {
     pub ipv4: Option<Ipv4Addr>,
     /// The IPv6 link-local address.
     pub ipv6_link_local: Option<Ipv6Addr>,
-    /// Every address on the interface with its prefix length: the networks
-    /// it is directly on.
+    /// Every address on the interface but `skip` (our virtual addresses)
+    /// with its prefix length: the networks it is directly on.
     pub networks: Vec<(IpAddr, u8)>,
 }
 
@@ -63,9 +63,11 @@ impl Interface {
                 let bits = a
                     .netmask
                     .and_then(|m| m.as_sockaddr_in().map(|m| m.ip().to_bits().count_ones()));
-                iface
-                    .networks
-                    .push((ip.into(), u8::try_from(bits.unwrap_or(32)).unwrap_or(32)));
+                // (Not our virtual addresses: their prefixes may be wider.)
+                if !skip.contains(&ip.into()) {
+                    let bits = u8::try_from(bits.unwrap_or(32)).unwrap_or(32);
+                    iface.networks.push((ip.into(), bits));
+                }
             } else if let Some(v6) = addr.as_sockaddr_in6() {
                 let ip = v6.ip();
                 if iface.ipv6_link_local.is_none() && ip.is_unicast_link_local() {
@@ -74,9 +76,11 @@ impl Interface {
                 let bits = a
                     .netmask
                     .and_then(|m| m.as_sockaddr_in6().map(|m| m.ip().to_bits().count_ones()));
-                iface
-                    .networks
-                    .push((ip.into(), u8::try_from(bits.unwrap_or(128)).unwrap_or(128)));
+                // (Not our virtual addresses: their prefixes may be wider.)
+                if !skip.contains(&ip.into()) {
+                    let bits = u8::try_from(bits.unwrap_or(128)).unwrap_or(128);
+                    iface.networks.push((ip.into(), bits));
+                }
             }
         }
         Ok(iface)

@@ -30,12 +30,15 @@ pub fn is_local(e: &io::Error) -> bool {
     is_exhaustion(e) || e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
 }
 
-/// An accept loop's failures. A failed accept (out of descriptors, most
-/// often) pauses accepting, 10 ms doubling to 500 ms while failures go on
-/// (nginx stops accepting for a moment, HAProxy pauses the listener), so the
-/// loop neither spins on a core nor writes a line per attempt: one warning
-/// starts a spell of failures, a reminder comes at most once a minute, and
-/// one line ends it at the next accept. The caller counts every failure.
+/// An accept loop's failures. An accept that fails because this host is out
+/// of descriptors or memory ([`is_exhaustion`]) pauses accepting, 10 ms
+/// doubling to 500 ms while failures go on (nginx stops accepting for a
+/// moment, HAProxy pauses the listener), so the loop neither spins on a core
+/// nor writes a line per attempt; other errors concern one connection
+/// (aborted before it was accepted, refused by a firewall rule) and the loop
+/// goes on at once. Either way one warning starts a spell of failures, a
+/// reminder comes at most once a minute, and one line ends it at the next
+/// accept. The caller counts every failure.
 #[derive(Debug)]
 pub struct AcceptErrors {
     spell: Spell,
@@ -66,8 +69,10 @@ impl AcceptErrors {
                 tracing::warn!(listener, error = %error, failed = line.folded + 1, "accepts still failing");
             }
         }
-        tokio::time::sleep(self.pause).await;
-        self.pause = (self.pause * 2).min(PAUSE_MAX);
+        if is_exhaustion(error) {
+            tokio::time::sleep(self.pause).await;
+            self.pause = (self.pause * 2).min(PAUSE_MAX);
+        }
     }
 
     /// After an accept: ends a spell of failures with one line.
@@ -134,5 +139,11 @@ mod tests {
         let before = tokio::time::Instant::now();
         errors.failed(&emfile, "l").await;
         assert_eq!(before.elapsed().as_millis(), 10);
+        // A connection aborted before its accept: no pause.
+        let before = tokio::time::Instant::now();
+        errors
+            .failed(&io::Error::from_raw_os_error(libc::ECONNABORTED), "l")
+            .await;
+        assert_eq!(before.elapsed().as_millis(), 0);
     }
 }

@@ -787,15 +787,32 @@ async fn client_addresses(
         // LOCAL: the sender's own health check; its addresses stand.
         Ok(Ok(None)) => Some((peer, local)),
         Ok(Err(e)) => {
-            Counters::add(&counters.errors, 1);
-            tracing::warn!(listener, client = %peer, error = %e, "bad PROXY header, closing");
+            bad_proxy_header(listener, peer, &e.to_string(), counters);
             None
         }
         Err(_) => {
-            Counters::add(&counters.errors, 1);
-            tracing::warn!(listener, client = %peer, "no PROXY header in time, closing");
+            bad_proxy_header(listener, peer, "no PROXY header in time", counters);
             None
         }
+    }
+}
+
+/// A connection closed for its PROXY header: counted, and logged once per
+/// spell (any client can send them at will).
+fn bad_proxy_header(listener: &str, peer: SocketAddr, why: &str, counters: &Counters) {
+    static SPELL: std::sync::Mutex<halo_log::Spell> =
+        std::sync::Mutex::new(halo_log::Spell::new(std::time::Duration::from_secs(10)));
+    Counters::add(&counters.errors, 1);
+    let now = tokio::time::Instant::now().into_std();
+    let line = SPELL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .event(now);
+    if let Some(line) = line {
+        tracing::warn!(
+            listener, client = %peer, error = why, unlogged = line.folded,
+            "bad PROXY header, closing (one line per spell, each counted in the listener's errors)"
+        );
     }
 }
 
@@ -841,12 +858,16 @@ async fn accept_loop(listener: TcpListener, id: SocketId, snapshot: Arc<ArcSwap<
                 // Out of file descriptors and the like: counted, logged once
                 // per spell, and accepting pauses a moment (a busy loop would
                 // take a core and flood the log) while open connections go on.
-                let snap = snapshot.load();
-                let name = snap.by_socket.get(&id).map_or("", |n| &**n);
-                if let Some(l) = snap.listener(name) {
-                    Counters::add(&l.counters.accept_errors, 1);
-                }
-                errors.failed(&e, name).await;
+                // (The snapshot is not held across the pause.)
+                let name = {
+                    let snap = snapshot.load();
+                    let name = snap.by_socket.get(&id).cloned();
+                    if let Some(l) = name.as_deref().and_then(|n| snap.listener(n)) {
+                        Counters::add(&l.counters.accept_errors, 1);
+                    }
+                    name
+                };
+                errors.failed(&e, name.as_deref().unwrap_or("")).await;
             }
         }
     }

@@ -434,6 +434,14 @@ pub enum Blame {
 }
 
 impl Blame {
+    /// Whether a failed connect may go on to another server: as `retry_on`
+    /// says (`conn_failure`), unless the failure was this host's own, which
+    /// another server would meet too.
+    #[must_use]
+    pub fn retry_connect(self, conn_failure: bool) -> bool {
+        conn_failure && self != Self::Local
+    }
+
     /// The blame for a failed connect.
     #[must_use]
     pub fn of_connect(e: &std::io::Error) -> Self {

@@ -206,8 +206,7 @@ async fn forward(
                 Blame::Connect,
             ),
         };
-        // Another server would meet the same local limit.
-        let retry = pool.config.retry_on.conn_failure && error.1 != Blame::Local;
+        let retry = error.1.retry_connect(pool.config.retry_on.conn_failure);
         if !in_flight.failed(&mut tried, &mut attempt, retry, (&error.0, error.1)) {
             break match error.1 {
                 Blame::Local => "connect failed: local resources",

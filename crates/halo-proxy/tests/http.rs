@@ -1931,3 +1931,28 @@ async fn a_pool_of_one_is_never_emptied_by_passive_evidence() {
     let good = statuses(&mut c, "/", 10).await;
     assert!(good.iter().all(|s| *s == StatusCode::OK), "{good:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_evidence_never_takes_the_last_server_serving() {
+    // a is in maintenance (UP by health, but serving nothing): b is the
+    // pool's last server serving, and bad answers do not eject it.
+    let (a, _ta) = backend("a").await;
+    let (b, _tb) = backend("b").await;
+    let passive = "[pool.passive]\nobserve = \"layer7\"\nerror_limit = 1\n";
+    let run = Running::start(&default_pool_p(passive, &[("a", a, ""), ("b", b, "")])).await;
+    let health = |s| {
+        run.registry
+            .health(&halo_health::ServerKey::new("p", s))
+            .unwrap()
+    };
+    health("a").set_admin(halo_health::AdminState::Maint);
+    let mut c = Client::connect(run.addr()).await;
+    let bad = statuses(&mut c, "/status/500", 20).await;
+    assert!(
+        bad.iter().all(|s| *s == StatusCode::INTERNAL_SERVER_ERROR),
+        "{bad:?}"
+    );
+    let good = statuses(&mut c, "/", 10).await;
+    assert!(good.iter().all(|s| *s == StatusCode::OK), "{good:?}");
+    assert!(health("b").is_serving());
+}

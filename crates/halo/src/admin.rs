@@ -169,6 +169,7 @@ pub(crate) fn status(
         pools,
         vips,
         gslb,
+        admin: halo_admin::status::AdminCounters::default(),
     }
 }
 

@@ -341,7 +341,7 @@ fn admin_api_status_ctl_metrics_and_reload() {
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
     assert_eq!(server(&status(), "s1", "admin"), "ready");
     let refused = logs.wait_for("admin change refused");
-    assert!(refused.contains(" pool=app server=s1"), "{refused}");
+    assert!(refused.contains(" what=app/s1 "), "{refused}");
 
     let out = run(&["ctl", "drain", "app/s1"], &token);
     assert!(out.status.success(), "{}", text(&out.stderr));

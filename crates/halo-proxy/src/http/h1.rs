@@ -449,13 +449,12 @@ pub(crate) fn parse_head(
         },
     };
     let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT;
-    let framing = if head_request
-        || bodiless && status != StatusCode::SWITCHING_PROTOCOLS
-        || status == StatusCode::NOT_MODIFIED
-    {
-        Framing::Length(0)
-    } else if status == StatusCode::SWITCHING_PROTOCOLS {
+    // A 101 is an upgrade whatever the request was (an upgrade never asked
+    // for, e.g. to a HEAD, is then refused as a bad answer).
+    let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
         Framing::Upgrade
+    } else if head_request || bodiless || status == StatusCode::NOT_MODIFIED {
+        Framing::Length(0)
     } else if chunked {
         Framing::Chunked
     } else {
@@ -599,8 +598,9 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 pub(crate) enum Chunked {
     /// In a chunk-size line: the size so far and whether a digit was seen.
     Size(u64, bool),
-    /// After the size: extensions or whitespace, up to CR, and their
-    /// length so far.
+    /// Whitespace after the size: more of it, `;` or CR may follow.
+    SizeWs(u64),
+    /// In the extensions, up to CR, and their length so far.
     Ext(u64, u16),
     /// Expecting the LF that ends the size line.
     SizeLf(u64),
@@ -681,9 +681,11 @@ impl Chunked {
                     let digit = u64::from((b as char).to_digit(16).unwrap_or(0));
                     Self::Size(n << 4 | digit, true)
                 }
-                (Self::Size(n, true) | Self::Ext(n, _), b'\r') => Self::SizeLf(n),
-                // Extensions and whitespace after the size are skipped.
-                (Self::Size(n, true), b';' | b' ' | b'\t') => Self::Ext(n, 1),
+                (Self::Size(n, true) | Self::SizeWs(n) | Self::Ext(n, _), b'\r') => Self::SizeLf(n),
+                // Whitespace after the size (BWS), then extensions, which
+                // are skipped; nothing else (`5 x` is not a chunk size).
+                (Self::Size(n, true) | Self::SizeWs(n), b' ' | b'\t') => Self::SizeWs(n),
+                (Self::Size(n, true) | Self::SizeWs(n), b';') => Self::Ext(n, 1),
                 (Self::Ext(n, len), b) if is_field_byte(b) => {
                     if len >= MAX_EXTENSION {
                         return Err("chunk extension too long");
@@ -765,6 +767,7 @@ mod tests {
             // Whitespace before the size, a bare LF or a control character
             // in an extension or a trailer, an endless extension.
             b" 5\r\nhello\r\n",
+            b"5 x\r\nhello\r\n",
             b"5;a\nb\r\nhello\r\n",
             b"5;a\x00\r\nhello\r\n",
             b"0\r\nX: a\nGET / HTTP/1.1\r\n\r\n",

@@ -478,8 +478,7 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
                     Ok(Ok(c)) => (c, false),
                     Ok(Err(e)) => {
                         let blame = Blame::of_connect(&e);
-                        // Another server would meet the same local limit.
-                        let retry = cfg.retry_on.conn_failure && blame != Blame::Local;
+                        let retry = blame.retry_connect(cfg.retry_on.conn_failure);
                         break (Failure::Connect(e.to_string(), blame), retry);
                     }
                     Err(_) => {
@@ -500,8 +499,9 @@ async fn forward(mut out: Outgoing, ctx: &ConnCtx, pool: Arc<PoolRuntime>) -> Re
                 if reused {
                     continue; // a pooled connection that just closed
                 }
-                let f = Failure::Connect(e.to_string(), Blame::of_connect(&e));
-                break (f, cfg.retry_on.conn_failure);
+                let blame = Blame::of_connect(&e);
+                let retry = blame.retry_connect(cfg.retry_on.conn_failure);
+                break (Failure::Connect(e.to_string(), blame), retry);
             }
             if let Some(client) = out.send_continue.take() {
                 // A client that cannot hear this will not send its body

@@ -58,13 +58,17 @@ pub(crate) struct Request<'b, 'h> {
 impl Request<'_, '_> {
     /// Whether a body follows the head.
     pub(crate) fn has_body(&self) -> bool {
-        matches!(self.body, RequestBody::Chunked | RequestBody::Length(1..))
+        carries_body(self.body)
     }
 
     /// The header lines as (name, value) pairs.
     pub(crate) fn header_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.headers.iter().map(|h| (h.name.as_bytes(), h.value))
     }
+}
+
+fn carries_body(body: RequestBody) -> bool {
+    matches!(body, RequestBody::Chunked | RequestBody::Length(1..))
 }
 
 /// Why halo answers a head itself.
@@ -160,6 +164,13 @@ fn judge<'b, 'h>(
     // Absolute-form (a request meant for a proxy): its authority is the
     // host, and the server gets origin-form.
     let (authority, target) = match absolute_form(raw_target) {
+        // RFC 9112 §3.2.2: the authority is the host; userinfo is not sent
+        // in http(s) URIs (RFC 9110 §4.2.4), and an empty one names nothing.
+        Some((authority, _)) if authority.is_empty() || authority.contains('@') => {
+            return Err(Refusal::bad(
+                "invalid authority in an absolute request target",
+            ));
+        }
         Some((authority, path)) => (Some(authority), path),
         None if raw_target.starts_with('/') => (None, Cow::Borrowed(raw_target)),
         None if raw_target == "*" && method == Method::OPTIONS => (None, Cow::Borrowed("*")),
@@ -235,7 +246,7 @@ fn judge<'b, 'h>(
     // Both framings (a smuggling attempt or a broken client): the body is
     // read as chunked, and the connection is not trusted after it.
     let both_framings = chunked && length.is_some();
-    let has_body = matches!(body, RequestBody::Chunked | RequestBody::Length(1..));
+    let has_body = carries_body(body);
     Ok(Request {
         len: line.len,
         http11,
@@ -384,6 +395,8 @@ mod tests {
             ("GET a HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             ("GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             ("GET ftp://x/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http://user@h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             ("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 501),
             (
                 "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 2\r\n\r\n",

@@ -404,6 +404,13 @@ pub(crate) const PROBES: &[Probe] = &[
         1,
     ),
     req(
+        "chunk-size-then-junk",
+        "RFC 9112 §7.1.1: after the size only whitespace, `;` and extensions: 400",
+        b"POST {P} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5 x\r\nhello\r\n0\r\n\r\n",
+        &[400],
+        1,
+    ),
+    req(
         "chunk-ext-valid",
         "RFC 9112 §7.1.1: extensions are read and dropped",
         b"POST {P} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;name=\"v;x\"\r\nhello\r\n0\r\n\r\n\
@@ -488,6 +495,13 @@ pub(crate) const PROBES: &[Probe] = &[
         b"GET {P} HTTP/1.0\r\n\r\n",
         &[200],
         1,
+    ),
+    req(
+        "absolute-form-userinfo",
+        "RFC 9110 §4.2.4, RFC 9112 §3.2.2: no userinfo in an http(s) target: 400",
+        b"GET http://user@other.example{P} HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[400],
+        0,
     ),
     req(
         "absolute-form",
