@@ -352,3 +352,68 @@ fn network_values_cannot_forge_log_lines_or_fields() {
     );
     stop(halo, &dir);
 }
+
+#[test]
+fn a_token_file_others_can_read_or_a_short_token_is_refused() {
+    let dir = std::env::temp_dir().join(format!("halo-admin-badtok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text, mode, says) in [
+        (
+            "open.token",
+            "a-token-of-twenty-bytes\n",
+            0o644,
+            "chmod o-rwx",
+        ),
+        ("short.token", "x\n", 0o600, "at least 16"),
+    ] {
+        let token = dir.join(name);
+        std::fs::write(&token, text).unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        let config = dir.join("halo.toml");
+        std::fs::write(
+            &config,
+            MINIMAL.replace(
+                "[admin]\nlisten = \"127.0.0.1:0\"\n",
+                &format!(
+                    "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+                    token.display()
+                ),
+            ),
+        )
+        .unwrap();
+        // Before, halo ran with either (a one-character token, readable by
+        // every user of the host).
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_halo"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        #[allow(clippy::disallowed_methods, reason = "a deadline on a real process")]
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            #[allow(clippy::disallowed_methods, reason = "a deadline on a real process")]
+            let now = std::time::Instant::now();
+            if now > end {
+                let _ = child.kill();
+                panic!("{name}: halo ran with it");
+            }
+            #[allow(clippy::disallowed_methods, reason = "a poll interval")]
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(!status.success(), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
