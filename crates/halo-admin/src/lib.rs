@@ -117,7 +117,7 @@ struct Shared {
     ready: AtomicBool,
     /// What the listener refused (counted, and logged once per spell).
     refused: Arc<serve::Refused>,
-    unauthorized_log: std::sync::Mutex<halo_log::Spell>,
+    unauthorized_log: halo_log::SharedSpell,
 }
 
 impl Shared {
@@ -137,12 +137,7 @@ impl Shared {
     fn unauthorized(&self, peer: SocketAddr, what: &str) {
         self.refused.unauthorized.fetch_add(1, Ordering::Relaxed);
         let now = tokio::time::Instant::now().into_std();
-        let line = self
-            .unauthorized_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .event(now);
-        if let Some(line) = line {
+        if let Some(line) = self.unauthorized_log.event(now) {
             tracing::warn!(
                 from = %peer, what = %escaped(what), unlogged = line.folded,
                 "admin change refused (no valid token; one line per spell, each counted)"
@@ -211,9 +206,7 @@ impl Admin {
             token: RwLock::new(token),
             ready: AtomicBool::new(true),
             refused: Arc::clone(&refused),
-            unauthorized_log: std::sync::Mutex::new(halo_log::Spell::new(
-                std::time::Duration::from_secs(10),
-            )),
+            unauthorized_log: halo_log::SharedSpell::new(std::time::Duration::from_secs(10)),
         });
         let app = axum::Router::new()
             .route("/", get(dashboard))

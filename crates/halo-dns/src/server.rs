@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use halo_gslb::{Client, Picker, Query, Rcode, Snapshot};
-use halo_log::Spell;
+use halo_log::{SharedSpell, Spell};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedSender;
@@ -197,14 +197,8 @@ impl Answerer {
             } else {
                 // Any source can be forged over UDP: once per spell (the
                 // REFUSED replies are counted by RCODE).
-                static SPELL: std::sync::Mutex<Spell> =
-                    std::sync::Mutex::new(Spell::new(Duration::from_secs(10)));
-                let now = tokio::time::Instant::now().into_std();
-                let line = SPELL
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .event(now);
-                if let Some(line) = line {
+                static SPELL: SharedSpell = SharedSpell::new(Duration::from_secs(10));
+                if let Some(line) = SPELL.event(tokio::time::Instant::now().into_std()) {
                     tracing::info!(
                         client = %src, unlogged = line.folded,
                         "NOTIFY from an address that is not a peer refused (one line per spell)"

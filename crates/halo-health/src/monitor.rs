@@ -9,8 +9,8 @@
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use halo_config::{Check, Passive, ServerAddress};
@@ -18,7 +18,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use halo_log::{Spell, escaped};
+use halo_log::{SharedSpell, escaped};
 
 use crate::group::PoolGroup;
 use crate::machine::{AdminState, Machine, Params, Transition};
@@ -305,11 +305,7 @@ async fn run(
                     // This host could not run the check (out of
                     // descriptors): no verdict on the server either way.
                     machine.on_check_skipped(now());
-                    let line = SKIPPED_CHECKS
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .event(now());
-                    if let Some(line) = line {
+                    if let Some(line) = SKIPPED_CHECKS.event(now()) {
                         tracing::warn!(
                             server = %shared.key, detail = %outcome.detail, unlogged = line.folded,
                             "a health check could not run: this host is out of resources; \
@@ -374,7 +370,7 @@ fn now() -> std::time::Instant {
 
 /// Checks that could not run on this host's own limits, over every monitor:
 /// one log line per spell.
-static SKIPPED_CHECKS: Mutex<Spell> = Mutex::new(Spell::new(Duration::from_secs(10)));
+static SKIPPED_CHECKS: SharedSpell = SharedSpell::new(Duration::from_secs(10));
 
 fn publish(
     shared: &ServerHealth,

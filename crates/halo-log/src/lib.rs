@@ -155,6 +155,27 @@ impl Spell {
     }
 }
 
+/// A [`Spell`] shared between threads and tasks: a `static`, or a field of
+/// shared state.
+#[derive(Debug)]
+pub struct SharedSpell(std::sync::Mutex<Spell>);
+
+impl SharedSpell {
+    /// See [`Spell::new`].
+    #[must_use]
+    pub const fn new(quiet: Duration) -> Self {
+        Self(std::sync::Mutex::new(Spell::new(quiet)))
+    }
+
+    /// See [`Spell::event`].
+    pub fn event(&self, now: Instant) -> Option<Line> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .event(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

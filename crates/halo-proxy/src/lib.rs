@@ -800,15 +800,10 @@ async fn client_addresses(
 /// A connection closed for its PROXY header: counted, and logged once per
 /// spell (any client can send them at will).
 fn bad_proxy_header(listener: &str, peer: SocketAddr, why: &str, counters: &Counters) {
-    static SPELL: std::sync::Mutex<halo_log::Spell> =
-        std::sync::Mutex::new(halo_log::Spell::new(std::time::Duration::from_secs(10)));
+    static SPELL: halo_log::SharedSpell =
+        halo_log::SharedSpell::new(std::time::Duration::from_secs(10));
     Counters::add(&counters.errors, 1);
-    let now = tokio::time::Instant::now().into_std();
-    let line = SPELL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .event(now);
-    if let Some(line) = line {
+    if let Some(line) = SPELL.event(tokio::time::Instant::now().into_std()) {
         tracing::warn!(
             listener, client = %peer, error = why, unlogged = line.folded,
             "bad PROXY header, closing (one line per spell, each counted in the listener's errors)"

@@ -11,13 +11,13 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use halo_config::{Pool, Server, ServerAddress};
 use halo_health::{Registry, ServerHealth, ServerKey};
-use halo_log::Spell;
+use halo_log::SharedSpell;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -392,12 +392,7 @@ impl InFlight {
             }
             Blame::Local => {
                 server.counters.local_errors.fetch_add(1, Ordering::Relaxed);
-                let now = Instant::now().into_std();
-                let line = LOCAL_FAILURES
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .event(now);
-                if let Some(line) = line {
+                if let Some(line) = LOCAL_FAILURES.event(Instant::now().into_std()) {
                     tracing::warn!(
                         pool = %self.pool.config.name, server = %server.config.name, error,
                         unlogged = line.folded,
@@ -455,7 +450,7 @@ impl Blame {
 
 /// Connect failures on this host's own limits, over every pool: one log line
 /// per spell.
-static LOCAL_FAILURES: Mutex<Spell> = Mutex::new(Spell::new(Duration::from_secs(10)));
+static LOCAL_FAILURES: SharedSpell = SharedSpell::new(Duration::from_secs(10));
 
 impl Drop for InFlight {
     fn drop(&mut self) {
