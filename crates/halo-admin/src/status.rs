@@ -241,4 +241,8 @@ pub struct PeerInfo {
     pub last_answer_secs_ago: Option<f64>,
     /// Addresses it publishes.
     pub endpoints: usize,
+    /// Addresses it published before its answers went stale (answered only
+    /// by `when_all_down = "all"`).
+    #[serde(default)]
+    pub stale_endpoints: usize,
 }

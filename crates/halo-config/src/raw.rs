@@ -384,6 +384,7 @@ pub(crate) struct RawService {
     pub(crate) failover_order: Vec<S<String>>,
     pub(crate) ttl: Option<S<String>>,
     pub(crate) when_all_down: Option<RawWhenAllDown>,
+    pub(crate) hold_down: Option<S<String>>,
     pub(crate) max_answers: Option<S<i64>>,
     #[serde(default)]
     pub(crate) endpoint: Vec<S<RawEndpoint>>,

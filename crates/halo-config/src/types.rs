@@ -752,6 +752,9 @@ pub struct Service {
     pub ttl: u32,
     /// What to answer when no endpoint is healthy.
     pub when_all_down: WhenAllDown,
+    /// An endpoint that went down is answered again once it has stayed up
+    /// this long. Default: the TTL.
+    pub hold_down: Duration,
     /// Endpoints.
     pub endpoints: Vec<Endpoint>,
 }

@@ -1710,6 +1710,12 @@ impl Validator<'_, '_> {
                 RawWhenAllDown::Nxdomain => WhenAllDown::Nxdomain,
                 RawWhenAllDown::Servfail => WhenAllDown::Servfail,
             },
+            // Answers should not change faster than resolvers cache them.
+            hold_down: s
+                .hold_down
+                .as_ref()
+                .and_then(|h| self.duration(h, "hold_down"))
+                .unwrap_or(Duration::from_secs(u64::from(ttl))),
             endpoints,
         })
     }

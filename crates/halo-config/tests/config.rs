@@ -316,6 +316,9 @@ fn defaults_follow_the_anchors() {
     // Passive health counts failed connects only, and never empties a pool.
     assert_eq!(p.passive.observe, halo_config::Observe::Layer4);
     assert_eq!(p.passive.max_ejection_percent, 50);
+    // A returning GSLB endpoint is held for the service's TTL.
+    let svc = &c.gslb.as_ref().unwrap().services[0];
+    assert_eq!(svc.hold_down, Duration::from_secs(u64::from(svc.ttl)));
     assert_eq!(p.retry_on, halo_config::RetryOn::default());
     assert!(p.retry_on.conn_failure && p.retry_on.empty_response);
     assert!(!p.retry_on.junk_response && !p.retry_on.response_timeout);

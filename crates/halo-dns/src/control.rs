@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use halo_config::{Config, EndpointHealth};
-use halo_gslb::{Family, PeerResult, PeerStatus, PeerTable, Snapshot, Zone, rtype};
+use halo_gslb::{Family, Holds, PeerResult, PeerStatus, PeerTable, Snapshot, Zone, rtype};
 use halo_health::{Registry, ServerHealth, ServerKey, gslb_key};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -96,6 +96,37 @@ impl Plan {
     fn service_names(&self) -> Vec<String> {
         self.zone.services.iter().map(|s| s.name.clone()).collect()
     }
+
+    /// The state now: local health, what peers publish, and the hold-down
+    /// on endpoints that came back.
+    fn snapshot(&self, serial: u32, peers: &PeerTable, holds: &mut Holds) -> Snapshot {
+        let now = Instant::now().into_std();
+        let zone = &self.zone;
+        let snapshot = Snapshot::build_settled(
+            Arc::clone(zone),
+            serial,
+            &|s, e| self.local_up(s, e),
+            peers,
+            &mut |s, address, up| {
+                let svc = &zone.services[s];
+                holds.judge(&svc.name, address, up, svc.hold_down, now)
+            },
+        );
+        holds.end_round();
+        snapshot
+    }
+
+    /// When a held endpoint may next be answered again.
+    fn next_hold_change(&self, holds: &Holds) -> Option<Instant> {
+        let hold = |name: &str| {
+            self.zone
+                .services
+                .iter()
+                .find(|s| s.name == name)
+                .map_or(Duration::ZERO, |s| s.hold_down)
+        };
+        holds.next_change(hold).map(Instant::from_std)
+    }
 }
 
 /// One finished peer question: (peer, service, family, outcome).
@@ -117,6 +148,8 @@ pub(crate) struct Controller {
     results: UnboundedSender<PeerReport>,
     /// What [`crate::Dns::peers`] reads.
     status: Arc<ArcSwap<Vec<PeerStatus>>>,
+    /// Returning endpoints held out of the answers (`hold_down`).
+    holds: Holds,
 }
 
 /// Builds the first snapshot (before any socket answers) and the controller.
@@ -130,12 +163,8 @@ pub(crate) fn first(
 ) {
     let peers = PeerTable::new(&plan.peers, plan.zone.services.len(), plan.stale_after);
     let serial = initial_serial();
-    let snapshot = Snapshot::build(
-        Arc::clone(&plan.zone),
-        serial,
-        &|s, e| plan.local_up(s, e),
-        &peers,
-    );
+    let mut holds = Holds::default();
+    let snapshot = plan.snapshot(serial, &peers, &mut holds);
     let published = Arc::new(ArcSwap::from_pointee(Published {
         snapshot,
         peer_ips: plan.peers.iter().map(|p| p.address.ip()).collect(),
@@ -150,6 +179,7 @@ pub(crate) fn first(
         inflight: HashSet::new(),
         status: Arc::new(ArcSwap::from_pointee(Vec::new())),
         results,
+        holds,
     };
     controller.report();
     (published, controller, results_rx)
@@ -179,7 +209,9 @@ impl Controller {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let expiry = self.peers.next_expiry().map(Instant::from_std);
+            let held = self.plan.next_hold_change(&self.holds);
             tokio::select! {
+                () = sleep_until(held) => self.publish("hold-down over"),
                 _ = tick.tick() => {
                     for p in 0..self.peers.peers().len() {
                         self.ask(p);
@@ -220,7 +252,7 @@ impl Controller {
                 }
                 () = sleep_until(expiry) => {
                     if self.peers.expire(Instant::now().into_std()).endpoints {
-                        tracing::warn!("a silent GSLB peer's last answer went stale and is dropped");
+                        tracing::warn!("a silent GSLB peer's last answer went stale: its addresses no longer count as healthy");
                         self.publish("peer stale");
                         self.report();
                     }
@@ -242,6 +274,7 @@ impl Controller {
         );
         self.peers = peers;
         self.inflight.clear();
+        self.holds.retain_services(&plan.service_names());
         self.plan = plan;
         self.publish("reload");
         self.report();
@@ -260,12 +293,9 @@ impl Controller {
     /// changed and tells peers when this node's own endpoints changed.
     fn publish(&mut self, why: &str) {
         let old = self.published.load();
-        let mut snapshot = Snapshot::build(
-            Arc::clone(&self.plan.zone),
-            self.serial,
-            &|s, e| self.plan.local_up(s, e),
-            &self.peers,
-        );
+        let mut snapshot = self
+            .plan
+            .snapshot(self.serial, &self.peers, &mut self.holds);
         let same_zone = Arc::ptr_eq(&old.snapshot.zone, &snapshot.zone);
         if same_zone
             && old.snapshot.services == snapshot.services
@@ -309,9 +339,10 @@ impl Controller {
             return;
         };
         let address = peer.address;
-        // Two tries must fit in one interval, so rounds do not pile up.
-        let timeout =
-            (self.plan.interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        // Two tries must end within one interval, so the next round is not
+        // skipped as still in flight (with half an interval each, an
+        // unreachable peer was asked only every second interval).
+        let timeout = ask_timeout(self.plan.interval);
         for (s, svc) in self.plan.zone.services.iter().enumerate() {
             for family in [Family::V4, Family::V6] {
                 if !self.inflight.insert((p, s, family)) {
@@ -328,6 +359,12 @@ impl Controller {
             }
         }
     }
+}
+
+/// The time one try of a peer question may take: two tries end within
+/// four fifths of `interval`, at most 2 s each.
+fn ask_timeout(interval: Duration) -> Duration {
+    (interval * 2 / 5).clamp(Duration::from_millis(20), Duration::from_secs(2))
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -460,4 +497,20 @@ async fn notify(peer: SocketAddr, zone: String, id: u16) {
         }
     }
     tracing::debug!(peer = %peer, "NOTIFY not acknowledged");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ask_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn two_tries_of_a_peer_question_end_within_one_interval() {
+        // With half an interval per try, a round to an unreachable peer
+        // lasted the whole interval, and the next tick skipped it.
+        for ms in [50, 100, 250, 1_000, 5_000, 30_000] {
+            let interval = Duration::from_millis(ms);
+            assert!(2 * ask_timeout(interval) < interval, "{interval:?}");
+        }
+    }
 }

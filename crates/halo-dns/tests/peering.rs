@@ -88,12 +88,14 @@ peer_stale_after = "2s"
   failover_order = [{order}]
   when_all_down = "nxdomain"
   ttl = "5s"
+  hold_down = "0s"
     [[gslb.service.endpoint]]
     address = "{address}"
     health = {{ pool = "app" }}
   [[gslb.service]]
   name = "rr"
   ttl = "5s"
+  hold_down = "0s"
   when_all_down = "nxdomain"
     [[gslb.service.endpoint]]
     address = "{address}"
@@ -345,7 +347,7 @@ fn an_unreachable_peer_is_not_an_unhealthy_one() {
         )]
         std::thread::sleep(Duration::from_millis(100));
     }
-    // ...and says so in its status: unreachable, still holding what west
+    // ...and says so in its status: unreachable, still counting what west
     // last published (fo, rr, w and geo: one address each)...
     let held = n[0].dns.as_ref().unwrap().peers();
     assert!(held[0].unreachable, "{held:?}");
@@ -479,6 +481,7 @@ listen = ["127.0.0.1:0"]
   [[gslb.service]]
   name = "chk"
   when_all_down = "nxdomain"
+  hold_down = "0s"
     [[gslb.service.endpoint]]
     address = "127.0.0.1"
     health = {{ check = {{ type = "tcp", port = {port}, interval = "100ms", rise = 1, fall = 1 }} }}
@@ -506,5 +509,79 @@ listen = ["127.0.0.1:0"]
     drop(app);
     wait("NXDOMAIN");
     let _app = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    wait("127.0.0.1");
+}
+
+/// `hold_down`: an endpoint that comes back is answered again only once it
+/// has stayed up that long (an app flapping every half second changed the
+/// answer on every flip); going down is at once.
+#[test]
+fn a_returning_endpoint_is_held_out_of_the_answers() {
+    let rt = runtime();
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = app.local_addr().unwrap().port();
+    let text = format!(
+        r#"
+[node]
+name = "solo"
+site = "east"
+[[pool]]
+name = "app"
+  [pool.check]
+  type = "tcp"
+  interval = "100ms"
+  rise = 1
+  fall = 1
+  [[pool.server]]
+  name = "app-0"
+  address = "127.0.0.1:{port}"
+[gslb]
+zone = "global.example.com"
+listen = ["127.0.0.1:0"]
+  [[gslb.service]]
+  name = "held"
+  when_all_down = "nxdomain"
+  ttl = "1s"
+  hold_down = "3s"
+    [[gslb.service.endpoint]]
+    address = "127.0.0.1"
+    health = {{ pool = "app" }}
+"#
+    );
+    let c = halo_config::parse(Path::new("held.toml"), &text).expect("valid");
+    let (registry, dns) = rt.block_on(async {
+        let mut registry = Registry::new(HealthHub::new(5));
+        registry.apply(&c);
+        let dns = Dns::start(&c, &registry, 5, 1).unwrap();
+        (registry, dns)
+    });
+    let at = dns.bound()[0];
+    let health = registry
+        .health(&halo_health::ServerKey::new("app", "app-0"))
+        .unwrap();
+    let wait = |want: &str| {
+        wait_for(Duration::from_secs(10), || {
+            let got = ask(at, "held");
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("wanted {want:?}, got {got:?}"))
+            }
+        });
+    };
+    // Up from the start: answered at once (nothing to hold it against).
+    wait("127.0.0.1");
+    drop(app);
+    wait("NXDOMAIN");
+    let _app = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        if health.is_serving() {
+            Ok(())
+        } else {
+            Err("the app's check did not pass again".into())
+        }
+    });
+    // Up again by its check, and still out of the answers for 3 s.
+    assert_eq!(ask(at, "held"), "NXDOMAIN", "answered before the hold-down");
     wait("127.0.0.1");
 }

@@ -20,11 +20,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod hold;
 pub mod peers;
 pub mod select;
 pub mod snapshot;
 pub mod zone;
 
+pub use hold::Holds;
 pub use peers::{Family, PeerResult, PeerStatus, PeerTable};
 pub use select::{Client, Picker};
 pub use snapshot::{Answer, Authority, EndpointState, Query, Rcode, Response, Snapshot};

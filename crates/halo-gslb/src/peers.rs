@@ -5,7 +5,10 @@
 //! retry) and reports here. The rule that k8gb lacks: a peer that does not
 //! answer is *unreachable*, not *unhealthy*. Its last answer keeps counting
 //! until `peer_stale_after` has passed since it last answered; only an answer
-//! (even an empty one) changes what the peer's site has.
+//! (even an empty one) changes what the peer's site has. A stale answer is
+//! kept too, marked stale: its addresses no longer count as healthy, but they
+//! are still known, so `when_all_down = "all"` (fail open) answers them with
+//! every other address the node knows.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -61,6 +64,9 @@ struct Known {
     answered: Option<Instant>,
     /// Failed since the last answer.
     failing: bool,
+    /// Failing for `peer_stale_after` since the last answer: the addresses
+    /// are kept but no longer count as healthy.
+    stale: bool,
 }
 
 /// One peer.
@@ -91,8 +97,21 @@ pub struct PeerStatus {
     /// When it last answered any query; None = never.
     pub last_answer: Option<Instant>,
     /// Addresses it publishes, or published before falling silent, summed
-    /// over services and families.
+    /// over services and families, while not stale.
     pub endpoints: usize,
+    /// Addresses it published before falling silent, now stale (kept for
+    /// `when_all_down = "all"`, no longer healthy).
+    pub stale_endpoints: usize,
+}
+
+/// How many addresses `p` holds that are (not) stale.
+fn count(p: &Peer, stale: bool) -> usize {
+    p.known
+        .iter()
+        .flatten()
+        .filter(|k| k.stale == stale)
+        .map(|k| k.addresses.len())
+        .sum()
 }
 
 /// Every peer's last word on every service.
@@ -144,7 +163,8 @@ impl PeerTable {
                 site: p.site.clone(),
                 unreachable: p.unreachable,
                 last_answer: p.known.iter().flatten().filter_map(|k| k.answered).max(),
-                endpoints: p.known.iter().flatten().map(|k| k.addresses.len()).sum(),
+                endpoints: count(p, false),
+                stale_endpoints: count(p, true),
             })
             .collect()
     }
@@ -193,10 +213,11 @@ impl PeerTable {
                 addresses.dedup();
                 // "Not heard from" and "heard: none" both give no endpoints, so
                 // only a different list is a change.
-                let changed = k.addresses != addresses;
+                let changed = k.addresses != addresses || k.stale;
                 k.addresses = addresses;
                 k.answered = Some(now);
                 k.failing = false;
+                k.stale = false;
                 p.unreachable = false;
                 if let (Some(s), false) = (site, p.configured_site) {
                     p.site = Some(s);
@@ -211,8 +232,8 @@ impl PeerTable {
         }
     }
 
-    /// Drops answers older than `peer_stale_after` from peers that stopped
-    /// answering.
+    /// Marks stale the answers older than `peer_stale_after` of peers that
+    /// stopped answering.
     pub fn expire(&mut self, now: Instant) -> Changed {
         let mut changed = Changed::default();
         for p in &mut self.peers {
@@ -220,9 +241,9 @@ impl PeerTable {
                 let stale = k.failing
                     && k.answered
                         .is_some_and(|t| now.saturating_duration_since(t) >= self.stale_after);
-                if stale && !k.addresses.is_empty() {
-                    k.addresses.clear();
-                    changed.endpoints = true;
+                if stale && !k.stale {
+                    k.stale = true;
+                    changed.endpoints |= !k.addresses.is_empty();
                 }
             }
         }
@@ -235,20 +256,21 @@ impl PeerTable {
         self.peers
             .iter()
             .flat_map(|p| p.known.iter().flatten())
-            .filter(|k| k.failing && !k.addresses.is_empty())
+            .filter(|k| k.failing && !k.stale && !k.addresses.is_empty())
             .filter_map(|k| k.answered.map(|t| t + self.stale_after))
             .min()
     }
 
-    /// Every (address, site name) peers currently publish for `service`.
-    pub fn endpoints(&self, service: usize) -> impl Iterator<Item = (IpAddr, Option<&str>)> {
+    /// Every (address, site name, fresh) peers publish for `service`, or
+    /// published before they fell silent (`fresh` false once stale).
+    pub fn endpoints(&self, service: usize) -> impl Iterator<Item = (IpAddr, Option<&str>, bool)> {
         self.peers.iter().flat_map(move |p| {
             p.known
                 .get(service)
                 .into_iter()
                 .flatten()
-                .flat_map(|k| k.addresses.iter().copied())
-                .map(move |a| (a, p.site.as_deref()))
+                .flat_map(|k| k.addresses.iter().map(move |a| (*a, !k.stale)))
+                .map(move |(a, fresh)| (a, p.site.as_deref(), fresh))
         })
     }
 }

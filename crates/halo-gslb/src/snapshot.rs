@@ -157,6 +157,21 @@ impl Snapshot {
         local_up: &dyn Fn(usize, usize) -> bool,
         peers: &PeerTable,
     ) -> Self {
+        Self::build_settled(zone, serial, local_up, peers, &mut |_, _, up| up)
+    }
+
+    /// As [`Self::build`], the health of each endpoint this node judges
+    /// itself (a pool or a check of its own) then passed through
+    /// `settle(service, address, healthy)` (the controller's hold-down)
+    /// before answers and `localtargets-` are drawn from it. (Peers apply
+    /// their own hold-down to what they publish.)
+    pub fn build_settled(
+        zone: Arc<Zone>,
+        serial: u32,
+        local_up: &dyn Fn(usize, usize) -> bool,
+        peers: &PeerTable,
+        settle: &mut dyn FnMut(usize, IpAddr, bool) -> bool,
+    ) -> Self {
         let mut services = Vec::with_capacity(zone.services.len());
         let mut local = Vec::with_capacity(zone.services.len());
         let mut learned_sites: Vec<String> = Vec::new();
@@ -188,19 +203,35 @@ impl Snapshot {
                     weight: e.weight,
                     healthy: match &e.health {
                         EndpointHealth::Always => true,
-                        EndpointHealth::Peers => peers.endpoints(si).any(|(a, _)| a == e.address),
+                        EndpointHealth::Peers => peers
+                            .endpoints(si)
+                            .any(|(a, _, fresh)| fresh && a == e.address),
                         EndpointHealth::Pool(_) | EndpointHealth::Check(_) => local_up(si, ei),
                     },
                 })
                 .collect();
-            for (address, site) in peers.endpoints(si) {
-                if !eps.iter().any(|e| e.address == address) {
-                    eps.push(EndpointState {
+            // Addresses only peers publish; a stale peer's are kept
+            // (unhealthy), so `when_all_down = "all"` still answers them.
+            let configured = eps.len();
+            for (address, site, fresh) in peers.endpoints(si) {
+                match eps.iter().position(|e| e.address == address) {
+                    // (Two peers with one address: healthy if one is fresh.)
+                    Some(i) if i >= configured => eps[i].healthy |= fresh,
+                    Some(_) => {}
+                    None => eps.push(EndpointState {
                         address,
                         site: site_of(site),
                         weight: 1,
-                        healthy: true,
-                    });
+                        healthy: fresh,
+                    }),
+                }
+            }
+            for (def, e) in svc.endpoints.iter().zip(&mut eps) {
+                if matches!(
+                    def.health,
+                    EndpointHealth::Pool(_) | EndpointHealth::Check(_)
+                ) {
+                    e.healthy = settle(si, e.address, e.healthy);
                 }
             }
             local.push(

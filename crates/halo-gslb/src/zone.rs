@@ -44,6 +44,8 @@ pub struct ServiceDef {
     pub ttl: u32,
     /// What to answer with nothing healthy.
     pub when_all_down: WhenAllDown,
+    /// How long a returning endpoint must stay up before it is answered.
+    pub hold_down: std::time::Duration,
     /// Configured endpoints.
     pub endpoints: Vec<EndpointDef>,
 }
@@ -150,6 +152,7 @@ impl Zone {
                 failover_order: s.failover_order.iter().map(|x| site_id(x)).collect(),
                 ttl: s.ttl,
                 when_all_down: s.when_all_down,
+                hold_down: s.hold_down,
                 endpoints: s
                     .endpoints
                     .iter()

@@ -583,3 +583,73 @@ fn a_peer_endpoint_keeps_the_site_the_peer_names() {
         ]
     );
 }
+
+/// Fail open when peers are stale: a silent peer's last addresses stop
+/// counting as healthy once stale, but `when_all_down = "all"` answers them
+/// with every other address (before, they were dropped, and "all" answered
+/// only this node's own endpoint, which its own check had marked down).
+#[test]
+fn when_all_down_all_still_answers_a_stale_peers_addresses() {
+    let text = format!(
+        "{HEAD}\n[[gslb.service]]\nname = \"svc\"\nwhen_all_down = \"all\"\n\
+         [[gslb.service.endpoint]]\naddress = \"192.0.2.1\"\nsite = \"east\"\nhealth = {{ pool = \"app\" }}\n\
+         [[pool]]\nname = \"app\"\n[[pool.server]]\nname = \"s\"\naddress = \"192.0.2.1:80\"\n"
+    );
+    let config = halo_config::parse(Path::new("case.toml"), &text).expect("valid");
+    let gslb = config.gslb.expect("has [gslb]");
+    let zone = Arc::new(Zone::new(&gslb, "east"));
+    let peer = halo_config::Peer {
+        address: "127.0.0.1:53".parse().unwrap(),
+        site: Some("west".to_owned()),
+    };
+    let stale_after = std::time::Duration::from_secs(30);
+    let mut peers = PeerTable::new(&[peer], 1, stale_after);
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "any instant will do: the table only compares the times it is given"
+    )]
+    let t0 = std::time::Instant::now();
+    peers.on_result(
+        0,
+        0,
+        halo_gslb::Family::V4,
+        halo_gslb::PeerResult::Answer {
+            addresses: vec!["198.51.100.1".parse().unwrap()],
+            site: None,
+        },
+        t0,
+    );
+    let answer = |peers: &PeerTable| {
+        // This node's own endpoint is down by its check.
+        let snap = Snapshot::build(Arc::clone(&zone), 1, &|_, _| false, peers);
+        let q = Query {
+            name: b"svc.global.example.com",
+            qtype: rtype::A,
+            client: None,
+        };
+        let mut picker = Picker::new(1);
+        match snap.resolve(&q, &mut picker).answer {
+            Answer::Addresses { addresses, .. } => {
+                let mut a: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                a.sort();
+                a.join(" ")
+            }
+            other => format!("{other:?}"),
+        }
+    };
+    assert_eq!(answer(&peers), "198.51.100.1", "the fresh peer's address");
+    peers.on_result(
+        0,
+        0,
+        halo_gslb::Family::V4,
+        halo_gslb::PeerResult::Unreachable,
+        t0,
+    );
+    assert!(peers.expire(t0 + stale_after).endpoints);
+    assert_eq!(peers.next_expiry(), None);
+    assert_eq!(
+        answer(&peers),
+        "192.0.2.1 198.51.100.1",
+        "nothing healthy: every address known"
+    );
+}

@@ -233,6 +233,7 @@ fn gslb_status(zone: &str, site: &str, dns: &Dns, now: Instant) -> GslbStatus {
                 .last_answer
                 .map(|t| now.into_std().saturating_duration_since(t).as_secs_f64()),
             endpoints: p.endpoints,
+            stale_endpoints: p.stale_endpoints,
         })
         .collect();
     let t = dns.stats().total();

@@ -232,16 +232,22 @@ pub(crate) fn table(st: &Status) -> String {
             }
         }
         for p in &g.peers {
+            let stale = if p.stale_endpoints > 0 {
+                format!(", {} stale addresses", p.stale_endpoints)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "  peer {} (site {}): {}",
+                "  peer {} (site {}): {}, {} addresses{stale}",
                 p.address,
                 p.site.as_deref().unwrap_or("?"),
                 if p.reachable {
                     "reachable"
                 } else {
                     "UNREACHABLE"
-                }
+                },
+                p.endpoints,
             );
         }
     }
