@@ -71,6 +71,12 @@ pub mod names {
     pub const GSLB_PEER_REACHABLE: &str = "halo_gslb_peer_reachable";
     /// Gauge: 1 when a GSLB endpoint may be answered, by service, address, site.
     pub const GSLB_ENDPOINT_HEALTHY: &str = "halo_gslb_endpoint_healthy";
+    /// Gauge: 1 when this node's probe reaches another site's endpoint, 0
+    /// when not, by service, address, site (probed services only).
+    pub const GSLB_PROBE_UP: &str = "halo_gslb_probe_up";
+    /// Gauge: probe votes on another site's endpoint (`vote` = up|down),
+    /// this node's and its peers', by service, address, site.
+    pub const GSLB_PROBE_VOTES: &str = "halo_gslb_probe_votes";
 }
 
 type Labels = Vec<(String, String)>;
@@ -294,6 +300,30 @@ pub fn render(status: &Status) -> String {
                     ]),
                     u64::from(e.healthy),
                 );
+            }
+        }
+        let probe = m.gauge(
+            GSLB_PROBE_UP,
+            "1 when this node's probe reaches another site's endpoint",
+        );
+        let votes = m.gauge(GSLB_PROBE_VOTES, "Probe votes on another site's endpoint");
+        for s in &g.services {
+            for e in &s.endpoints {
+                let Some(v) = &e.verdict else { continue };
+                let lab = |extra: &[(&str, &str)]| {
+                    let mut l = labels(&[
+                        ("service", &s.name),
+                        ("address", &e.address),
+                        ("site", &e.site),
+                    ]);
+                    l.extend(labels(extra));
+                    l
+                };
+                if let Some(up) = v.probe {
+                    set(&probe, &lab(&[]), u64::from(up));
+                }
+                set(&votes, &lab(&[("vote", "up")]), u64::from(v.votes_up));
+                set(&votes, &lab(&[("vote", "down")]), u64::from(v.votes_down));
             }
         }
     }

@@ -226,6 +226,31 @@ pub struct EndpointInfo {
     pub site: String,
     /// Whether answers may carry it.
     pub healthy: bool,
+    /// Another site's endpoint of a probed service: the verdict and its
+    /// inputs (docs/operations.md has the table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictInfo>,
+}
+
+/// The verdict on another site's endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictInfo {
+    /// May be answered.
+    pub up: bool,
+    /// Why, in words.
+    pub why: String,
+    /// What its site's last answer said: `listed`, `not listed`, `never`.
+    pub site_says: String,
+    /// Its site's DNS node: `reachable`, `unreachable`, `stale`.
+    pub site_dns: String,
+    /// This node's probe: reaches it or not; None before its first result.
+    pub probe: Option<bool>,
+    /// Probe votes that reach it (this node's included).
+    pub votes_up: u32,
+    /// Probe votes that do not.
+    pub votes_down: u32,
+    /// Seconds since the verdict became what it is.
+    pub since_secs: f64,
 }
 
 /// One GSLB peer.

@@ -294,6 +294,7 @@ pub(crate) struct RawGslb {
     pub(crate) peer_interval: Option<S<String>>,
     pub(crate) peer_stale_after: Option<S<String>>,
     pub(crate) default_ttl: Option<S<String>>,
+    pub(crate) probe: Option<S<RawCheck>>,
     #[serde(default)]
     pub(crate) service: Vec<S<RawService>>,
     #[serde(default)]
@@ -386,6 +387,7 @@ pub(crate) struct RawService {
     pub(crate) when_all_down: Option<RawWhenAllDown>,
     pub(crate) hold_down: Option<S<String>>,
     pub(crate) max_answers: Option<S<i64>>,
+    pub(crate) probe: Option<S<RawCheck>>,
     #[serde(default)]
     pub(crate) endpoint: Vec<S<RawEndpoint>>,
 }

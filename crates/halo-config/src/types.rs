@@ -664,6 +664,9 @@ pub struct Gslb {
     pub peer_stale_after: Duration,
     /// TTL of services that set none, in seconds. Default 30.
     pub default_ttl: u32,
+    /// `[gslb.probe]`: how this node probes the other sites' endpoints, for
+    /// every service without a probe of its own. None: no probes.
+    pub probe: Option<Check>,
     /// Services answered under the zone.
     pub services: Vec<Service>,
     /// Client subnet → site, for `strategy = "geo"`.
@@ -755,6 +758,9 @@ pub struct Service {
     /// An endpoint that went down is answered again once it has stayed up
     /// this long. Default: the TTL.
     pub hold_down: Duration,
+    /// How this node probes the other sites' endpoints of this service:
+    /// `[gslb.service.probe]`, else `[gslb.probe]`; None: not probed.
+    pub probe: Option<Check>,
     /// Endpoints.
     pub endpoints: Vec<Endpoint>,
 }

@@ -1364,7 +1364,7 @@ impl Validator<'_, '_> {
                 }
             })
             .collect();
-        let services: Vec<Service> = g
+        let mut services: Vec<Service> = g
             .service
             .iter()
             .filter_map(|s| {
@@ -1381,6 +1381,16 @@ impl Validator<'_, '_> {
             .collect();
         self.unique_names(g.service.iter().map(|s| &s.get_ref().name), "service");
         let records = self.records(&g.record, &zone, default_ttl, &services);
+        // Endpoints are addresses, not services: a probe says its port.
+        let probe = g.probe.as_ref().map(|p| self.check(p, true));
+        for raw in &g.service {
+            let raw = raw.get_ref();
+            let own = raw.probe.as_ref().map(|p| self.check(p, true));
+            let name = raw.name.get_ref().to_ascii_lowercase();
+            if let Some(svc) = services.iter_mut().find(|s| s.name == name) {
+                svc.probe = own.or_else(|| probe.clone());
+            }
+        }
         let mut site_list: Vec<String> = sites.iter().map(|s| (*s).to_owned()).collect();
         site_list.sort();
         Some(Gslb {
@@ -1392,6 +1402,7 @@ impl Validator<'_, '_> {
             peer_interval,
             peer_stale_after,
             default_ttl,
+            probe,
             services,
             geo,
             records,
@@ -1716,6 +1727,7 @@ impl Validator<'_, '_> {
                 .as_ref()
                 .and_then(|h| self.duration(h, "hold_down"))
                 .unwrap_or(Duration::from_secs(u64::from(ttl))),
+            probe: None, // set by the caller: it knows [gslb.probe]
             endpoints,
         })
     }

@@ -210,6 +210,10 @@ fn each_rule_has_a_located_error() {
             "7:20: this check has no port to connect to",
         ),
         (
+            "[gslb]\nzone = \"g.example\"\npeers = [\"192.0.2.53\"]\n[gslb.probe]\ntype = \"tcp\"\n[[gslb.service]]\nname = \"s\"\n",
+            "4:1: this check has no port to connect to",
+        ),
+        (
             "[gslb]\nzone = \"g.example\"\n[[gslb.geo]]\ncidr = \"198.51.100.7/24\"\nsite = \"default\"\n",
             "4:8: `cidr` \"198.51.100.7/24\" has host bits set; write \"198.51.100.0/24\"",
         ),
@@ -416,6 +420,30 @@ fn weighted_strategy_and_track_weights() {
     let svc = &c.gslb.unwrap().services[0];
     assert_eq!(svc.strategy, Strategy::Weighted { max_answers: 2 });
     assert_eq!(svc.endpoints[1].weight, 4);
+}
+
+#[test]
+fn gslb_probe_applies_to_every_service_unless_one_has_its_own() {
+    let text = "[gslb]\nzone = \"g.example\"\npeers = [\"192.0.2.53\"]\n\
+         [gslb.probe]\ntype = \"tcp\"\nport = 443\ninterval = \"500ms\"\nfall = 2\n\
+         [[gslb.service]]\nname = \"a\"\n\
+         [[gslb.service]]\nname = \"b\"\n[gslb.service.probe]\ntype = \"http\"\nport = 8080\npath = \"/ready\"\n";
+    let c = parse(text).unwrap();
+    let g = c.gslb.unwrap();
+    let all = g.probe.as_ref().expect("[gslb.probe] kept");
+    assert_eq!(all.port, Some(443));
+    assert_eq!(all.interval, Duration::from_millis(500));
+    assert_eq!(all.fall, 2);
+    assert_eq!(g.services[0].probe.as_ref(), Some(all));
+    let own = g.services[1].probe.as_ref().unwrap();
+    assert_eq!(own.port, Some(8080));
+    assert!(matches!(&own.kind, CheckKind::Http(h) if h.path == "/ready"));
+    // Without a probe table nothing is probed.
+    let c = parse(
+        "[gslb]\nzone = \"g.example\"\npeers = [\"192.0.2.53\"]\n[[gslb.service]]\nname = \"a\"\n",
+    )
+    .unwrap();
+    assert!(c.gslb.unwrap().services[0].probe.is_none());
 }
 
 #[test]

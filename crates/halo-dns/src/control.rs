@@ -7,17 +7,22 @@
 //! * asks every peer for every service's `localtargets-` (A and AAAA) each
 //!   `peer_interval`, all in parallel, each with a timeout and one retry;
 //! * re-asks a peer as soon as it sends us a NOTIFY;
-//! * drops a silent peer's last answer once it is `peer_stale_after` old.
+//! * drops a silent peer's last answer once it is `peer_stale_after` old;
+//! * for services with a probe, probes the other sites' endpoints (one
+//!   [`Monitor`] each, on its own [`HealthHub`]), asks every peer for its
+//!   `probes-` verdicts, and judges those endpoints by
+//!   [`halo_gslb::verdict::judge`] (docs/operations.md has the table).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use halo_config::{Config, EndpointHealth};
+use halo_config::{Check, Config, EndpointHealth, Passive, ServerAddress};
+use halo_gslb::snapshot::Probing;
 use halo_gslb::{Family, Holds, PeerResult, PeerStatus, PeerTable, Snapshot, Zone, rtype};
-use halo_health::{Registry, ServerHealth, ServerKey, gslb_key};
+use halo_health::{HealthHub, Monitor, Registry, ServerHealth, ServerKey, gslb_key};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
@@ -99,7 +104,13 @@ impl Plan {
 
     /// The state now: local health, what peers publish, and the hold-down
     /// on endpoints that came back.
-    fn snapshot(&self, serial: u32, peers: &PeerTable, holds: &mut Holds) -> Snapshot {
+    fn snapshot(
+        &self,
+        serial: u32,
+        peers: &PeerTable,
+        holds: &mut Holds,
+        probing: Option<&Probing<'_>>,
+    ) -> Snapshot {
         let now = Instant::now().into_std();
         let zone = &self.zone;
         let snapshot = Snapshot::build_settled(
@@ -107,6 +118,7 @@ impl Plan {
             serial,
             &|s, e| self.local_up(s, e),
             peers,
+            probing,
             &mut |s, address, up| {
                 let svc = &zone.services[s];
                 holds.judge(&svc.name, address, up, svc.hold_down, now)
@@ -129,8 +141,21 @@ impl Plan {
     }
 }
 
-/// One finished peer question: (peer, service, family, outcome).
-pub(crate) type PeerReport = (usize, usize, Family, PeerResult);
+/// One finished peer question.
+pub(crate) enum PeerReport {
+    /// `localtargets-` of (peer, service) in one family.
+    Targets(usize, usize, Family, PeerResult),
+    /// `probes-` of (peer, service): its probe verdicts, None without an
+    /// answer.
+    Probes(usize, usize, Option<Vec<(IpAddr, bool)>>),
+}
+
+/// What is being asked of a peer about a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Asked {
+    Targets(Family),
+    Probes,
+}
 
 /// Messages from [`crate::Dns`] to its controller.
 pub(crate) enum Control {
@@ -144,12 +169,16 @@ pub(crate) struct Controller {
     published: Arc<ArcSwap<Published>>,
     serial: u32,
     ids: u64,
-    inflight: HashSet<(usize, usize, Family)>,
+    inflight: HashSet<(usize, usize, Asked)>,
     results: UnboundedSender<PeerReport>,
     /// What [`crate::Dns::peers`] reads.
     status: Arc<ArcSwap<Vec<PeerStatus>>>,
     /// Returning endpoints held out of the answers (`hold_down`).
     holds: Holds,
+    /// This node's probes of other sites' endpoints, by (service, address),
+    /// with the check each runs.
+    probes: HashMap<(String, IpAddr), (Check, Monitor)>,
+    probe_hub: HealthHub,
 }
 
 /// Builds the first snapshot (before any socket answers) and the controller.
@@ -164,7 +193,7 @@ pub(crate) fn first(
     let peers = PeerTable::new(&plan.peers, plan.zone.services.len(), plan.stale_after);
     let serial = initial_serial();
     let mut holds = Holds::default();
-    let snapshot = plan.snapshot(serial, &peers, &mut holds);
+    let snapshot = plan.snapshot(serial, &peers, &mut holds, None);
     let published = Arc::new(ArcSwap::from_pointee(Published {
         snapshot,
         peer_ips: plan.peers.iter().map(|p| p.address.ip()).collect(),
@@ -180,6 +209,8 @@ pub(crate) fn first(
         status: Arc::new(ArcSwap::from_pointee(Vec::new())),
         results,
         holds,
+        probes: HashMap::new(),
+        probe_hub: HealthHub::new(seed),
     };
     controller.report();
     (published, controller, results_rx)
@@ -205,6 +236,7 @@ impl Controller {
         mut control: UnboundedReceiver<Control>,
         mut health: tokio::sync::broadcast::Receiver<halo_health::HealthEvent>,
     ) {
+        let mut probe_events = self.probe_hub.subscribe();
         let mut tick = tokio::time::interval(self.plan.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -217,26 +249,19 @@ impl Controller {
                         self.ask(p);
                     }
                 }
-                Some((peer, service, family, result)) = results.recv() => {
-                    self.inflight.remove(&(peer, service, family));
-                    if let PeerResult::Unreachable = result {
-                        let p = &self.peers.peers()[peer];
-                        if !p.unreachable {
-                            tracing::warn!(peer = %p.address, service = %self.plan.zone.services[service].name, "GSLB peer does not answer; keeping its last answer until it is stale");
-                        }
+                event = probe_events.recv() => {
+                    if let Ok(e) = &event {
+                        tracing::info!(
+                            probe = %e.key, up = e.transition.up,
+                            reason = %halo_log::escaped(&e.transition.reason.to_string()),
+                            "GSLB probe"
+                        );
                     }
-                    let was_unreachable = self.peers.peers()[peer].unreachable;
-                    let now = Instant::now().into_std();
-                    let changed = self.peers.on_result(peer, service, family, result, now);
-                    let p = &self.peers.peers()[peer];
-                    if was_unreachable && !p.unreachable {
-                        tracing::info!(peer = %p.address, "GSLB peer answers again");
+                    if !matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        self.publish("probe");
                     }
-                    if changed.endpoints {
-                        self.publish("peer answer");
-                    }
-                    self.report();
                 }
+                Some(report) = results.recv() => self.on_report(report),
                 Some(ip) = notified.recv() => {
                     for p in 0..self.peers.peers().len() {
                         if self.peers.peers()[p].address.ip() == ip {
@@ -263,6 +288,40 @@ impl Controller {
                 },
             }
         }
+    }
+
+    /// A peer's answer (or silence) to one question.
+    fn on_report(&mut self, report: PeerReport) {
+        let (peer, service, family, result) = match report {
+            PeerReport::Probes(peer, service, verdicts) => {
+                self.inflight.remove(&(peer, service, Asked::Probes));
+                self.peers.on_probes(peer, service, verdicts);
+                self.publish("peer probe verdicts");
+                return;
+            }
+            PeerReport::Targets(peer, service, family, result) => (peer, service, family, result),
+        };
+        self.inflight
+            .remove(&(peer, service, Asked::Targets(family)));
+        if let PeerResult::Unreachable = result {
+            let p = &self.peers.peers()[peer];
+            if !p.unreachable {
+                tracing::warn!(peer = %p.address, service = %self.plan.zone.services[service].name, "GSLB peer does not answer; keeping its last answer until it is stale");
+            }
+        }
+        let was_unreachable = self.peers.peers()[peer].unreachable;
+        let now = Instant::now().into_std();
+        let changed = self.peers.on_result(peer, service, family, result, now);
+        let p = &self.peers.peers()[peer];
+        if was_unreachable && !p.unreachable {
+            tracing::info!(peer = %p.address, "GSLB peer answers again");
+        }
+        // (Whether a site answers is a verdict's input too.)
+        let probed = self.plan.zone.services[service].probe.is_some();
+        if changed.endpoints || probed {
+            self.publish("peer answer");
+        }
+        self.report();
     }
 
     fn reload(&mut self, plan: Plan) {
@@ -293,26 +352,62 @@ impl Controller {
     /// changed and tells peers when this node's own endpoints changed.
     fn publish(&mut self, why: &str) {
         let old = self.published.load();
-        let mut snapshot = self
-            .plan
-            .snapshot(self.serial, &self.peers, &mut self.holds);
+        let mine = |s: usize, address: IpAddr| {
+            let name = &self.plan.zone.services.get(s)?.name;
+            let (_, m) = self.probes.get(&(name.clone(), address))?;
+            Some(m.health().is_up())
+        };
+        let previous = |s: usize, address: IpAddr| {
+            old.snapshot
+                .services
+                .get(s)?
+                .iter()
+                .find(|e| e.address == address)?
+                .judged
+        };
+        let probing = Probing {
+            now: Instant::now().into_std(),
+            mine: &mine,
+            previous: &previous,
+        };
+        let mut snapshot =
+            self.plan
+                .snapshot(self.serial, &self.peers, &mut self.holds, Some(&probing));
         let same_zone = Arc::ptr_eq(&old.snapshot.zone, &snapshot.zone);
-        if same_zone
-            && old.snapshot.services == snapshot.services
+        log_verdicts(&self.plan.zone, &old.snapshot, &snapshot, same_zone);
+        self.sync_probes(&snapshot);
+        // What answers carry (and what peers read) versus what only the
+        // status shows (a verdict's inputs): only the first raises the
+        // serial and is logged as a change of answers.
+        let answers = |snap: &Snapshot, i: usize| -> Vec<(IpAddr, bool)> {
+            snap.services
+                .get(i)
+                .map(|eps| eps.iter().map(|e| (e.address, e.healthy)).collect())
+                .unwrap_or_default()
+        };
+        let services_same = same_zone && old.snapshot.services == snapshot.services;
+        let answers_same = same_zone
             && old.snapshot.local == snapshot.local
-        {
+            && old.snapshot.probes == snapshot.probes
+            && (0..snapshot.services.len())
+                .all(|i| answers(&old.snapshot, i) == answers(&snapshot, i));
+        if services_same && answers_same {
             return;
         }
-        self.serial = self.serial.wrapping_add(1);
-        snapshot.serial = self.serial;
-        for (i, svc) in self.plan.zone.services.iter().enumerate() {
-            let healthy: Vec<String> = snapshot.services[i]
-                .iter()
-                .filter(|e| e.healthy)
-                .map(|e| format!("{}@{}", e.address, snapshot.site_name(e.site)))
-                .collect();
-            let before = old.snapshot.services.get(i);
-            if !same_zone || before != Some(&snapshot.services[i]) {
+        if answers_same {
+            snapshot.serial = self.serial;
+        } else {
+            self.serial = self.serial.wrapping_add(1);
+            snapshot.serial = self.serial;
+            for (i, svc) in self.plan.zone.services.iter().enumerate() {
+                if same_zone && answers(&old.snapshot, i) == answers(&snapshot, i) {
+                    continue;
+                }
+                let healthy: Vec<String> = snapshot.services[i]
+                    .iter()
+                    .filter(|e| e.healthy)
+                    .map(|e| format!("{}@{}", e.address, snapshot.site_name(e.site)))
+                    .collect();
                 tracing::info!(service = %svc.name, healthy = %healthy.join(" "), reason = why, "GSLB answers changed");
             }
         }
@@ -345,7 +440,7 @@ impl Controller {
         let timeout = ask_timeout(self.plan.interval);
         for (s, svc) in self.plan.zone.services.iter().enumerate() {
             for family in [Family::V4, Family::V6] {
-                if !self.inflight.insert((p, s, family)) {
+                if !self.inflight.insert((p, s, Asked::Targets(family))) {
                     continue;
                 }
                 self.ids = self.ids.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -354,9 +449,76 @@ impl Controller {
                 let id = id16(self.ids);
                 tokio::spawn(async move {
                     let result = ask(address, &name, family, id, timeout).await;
-                    let _ = results.send((p, s, family, result));
+                    let _ = results.send(PeerReport::Targets(p, s, family, result));
                 });
             }
+            // Its probe verdicts, for services this node judges by probes.
+            if svc.probe.is_some() && self.inflight.insert((p, s, Asked::Probes)) {
+                self.ids = self.ids.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let name = format!("probes-{}.{}", svc.name, self.plan.zone.apex());
+                let results = self.results.clone();
+                let id = id16(self.ids);
+                tokio::spawn(async move {
+                    let verdicts = query(address, &name, rtype::TXT, id, timeout)
+                        .await
+                        .filter(|r| r.rcode == 0)
+                        .map(|r| wire::parse_probe_texts(&r.texts));
+                    let _ = results.send(PeerReport::Probes(p, s, verdicts));
+                });
+            }
+        }
+    }
+}
+
+impl Controller {
+    /// Runs one probe for every other site's endpoint of a probed service in
+    /// `snapshot` (those judged by verdict), and stops the others.
+    fn sync_probes(&mut self, snapshot: &Snapshot) {
+        let mut wanted: HashMap<(String, IpAddr), Check> = HashMap::new();
+        for (svc, eps) in self.plan.zone.services.iter().zip(&snapshot.services) {
+            let Some(check) = &svc.probe else { continue };
+            for e in eps.iter().filter(|e| e.judged.is_some()) {
+                wanted.insert((svc.name.clone(), e.address), check.clone());
+            }
+        }
+        self.probes
+            .retain(|key, (check, _)| wanted.get(key) == Some(check));
+        for (key, check) in wanted {
+            if self.probes.contains_key(&key) {
+                continue;
+            }
+            // (Validation requires a probe's port.)
+            let port = check.port.unwrap_or(80);
+            let monitor = self.probe_hub.spawn(
+                ServerKey::new(&format!("probe:{}", key.0), &key.1.to_string()),
+                &ServerAddress::Socket(SocketAddr::new(key.1, port)),
+                Some(&check),
+                Passive::default(),
+            );
+            self.probes.insert(key, (check, monitor));
+        }
+    }
+}
+
+/// One line per verdict that changed between two snapshots.
+fn log_verdicts(zone: &Zone, old: &Snapshot, new: &Snapshot, same_zone: bool) {
+    for (i, svc) in zone.services.iter().enumerate() {
+        for e in &new.services[i] {
+            let Some(j) = e.judged else { continue };
+            let before = same_zone
+                .then(|| old.services.get(i))
+                .flatten()
+                .and_then(|eps| eps.iter().find(|o| o.address == e.address))
+                .and_then(|o| o.judged);
+            if before.is_some_and(|b| b.verdict == j.verdict) {
+                continue;
+            }
+            tracing::info!(
+                service = %svc.name, endpoint = %e.address, site = %new.site_name(e.site),
+                up = j.verdict.up, why = j.verdict.why.as_str(), site_dns = ?j.dns,
+                site_word = ?j.word, probe = ?j.mine, votes_up = j.votes.up,
+                votes_down = j.votes.down, "GSLB verdict"
+            );
         }
     }
 }

@@ -661,6 +661,12 @@ pub fn write_response(
             put_site_txt(out, qname, snap);
             an = 1;
         }
+        Answer::ProbesTxt(service) => {
+            for (address, up) in snap.probes.get(service).into_iter().flatten() {
+                put_probe_txt(out, qname, *address, *up);
+                an += 1;
+            }
+        }
     }
     let mut ns: u16 = 0;
     if r.authority == Authority::Soa {
@@ -734,6 +740,37 @@ fn put_site_txt(out: &mut Vec<u8>, owner: Owner<'_>, snap: &Snapshot) {
     end_rdata(out, at);
 }
 
+/// One `probes-` TXT record: `"<address> up"` or `"<address> down"`, TTL 0
+/// (a peer asks every `peer_interval`; nothing should cache it).
+fn put_probe_txt(out: &mut Vec<u8>, owner: Owner<'_>, address: IpAddr, up: bool) {
+    use std::io::Write as _;
+    owner.put(out);
+    let at = put_rr_head(out, rtype::TXT, 0);
+    let len_at = out.len();
+    out.push(0);
+    let _ = write!(out, "{address} {}", if up { "up" } else { "down" });
+    out[len_at] = u8::try_from(out.len() - len_at - 1).unwrap_or(u8::MAX);
+    end_rdata(out, at);
+}
+
+/// The probe verdicts of a `probes-` TXT answer (strings that do not parse
+/// are skipped: a newer peer may say more).
+#[must_use]
+pub fn parse_probe_texts(texts: &[String]) -> Vec<(IpAddr, bool)> {
+    texts
+        .iter()
+        .filter_map(|t| {
+            let (address, verdict) = t.split_once(' ')?;
+            let up = match verdict {
+                "up" => true,
+                "down" => false,
+                _ => return None,
+            };
+            Some((address.parse().ok()?, up))
+        })
+        .collect()
+}
+
 // === Peer side: queries out, answers in ===
 
 /// A query for `name` (dotted) of `qtype`, with an OPT so long answers fit.
@@ -778,6 +815,8 @@ pub struct PeerAnswer {
     pub addresses: Vec<IpAddr>,
     /// `site=` from a TXT record anywhere in the reply.
     pub site: Option<String>,
+    /// The strings of the answer section's TXT records (UTF-8 ones).
+    pub texts: Vec<String>,
 }
 
 /// Whether a peer's `site=` is a name a config could give a site: 1 to 64
@@ -812,6 +851,7 @@ pub fn parse_reply(msg: &[u8], id: u16, opcode: u8) -> Option<PeerAnswer> {
         truncated: flags & FLAG_TC != 0,
         addresses: Vec::new(),
         site: None,
+        texts: Vec::new(),
     };
     for i in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
         let (next, rec) = skip_record(msg, at)?;
@@ -828,6 +868,18 @@ pub fn parse_reply(msg: &[u8], id: u16, opcode: u8) -> Option<PeerAnswer> {
                 answer.addresses.push(IpAddr::V6(Ipv6Addr::from(b)));
             }
             (rtype::TXT, n) if n > 0 => {
+                if i < u32::from(an) {
+                    let mut rest = data;
+                    while let Some((&len, tail)) = rest.split_first() {
+                        let Some(text) = tail.get(..usize::from(len)) else {
+                            break;
+                        };
+                        if let Ok(t) = std::str::from_utf8(text) {
+                            answer.texts.push(t.to_owned());
+                        }
+                        rest = &tail[usize::from(len)..];
+                    }
+                }
                 let len = usize::from(data[0]);
                 if let Some(text) = data.get(1..1 + len) {
                     if let Some(site) = text.strip_prefix(b"site=") {

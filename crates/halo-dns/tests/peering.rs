@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
 use halo_dns::Dns;
 use halo_dns::wire::{Ecs, build_query, build_query_ecs, parse_reply};
 use halo_health::{HealthHub, Registry};
@@ -54,22 +56,7 @@ fn config(
         s
     };
     let text = format!(
-        r#"
-[node]
-name = "{site}-1"
-site = "{site}"
-[[pool]]
-name = "app"
-  [pool.check]
-  type = "tcp"
-  interval = "100ms"
-  timeout = "100ms"
-  rise = 1
-  fall = 1
-  [[pool.server]]
-  name = "app-0"
-  address = "127.0.0.1:{app_port}"
-[gslb]
+        r#"{node}[gslb]
 zone = "global.example.com"
 listen = ["127.0.0.1:0"]
 sites = ["east", "west", "north"]
@@ -101,6 +88,7 @@ peer_stale_after = "2s"
     address = "{address}"
     health = {{ pool = "app" }}
 {w}{geo}"#,
+        node = common::site_node(site, &format!("127.0.0.1:{app_port}")),
         peers = peers.join(", "),
         w = listed("w", "weighted"),
         geo = listed("geo", "geo"),
@@ -216,7 +204,7 @@ fn ask_from(server: SocketAddr, name: &str, subnet: Option<[u8; 3]>) -> String {
 /// Polls until every node answers `want` for `name` (deadline 10 s).
 #[track_caller]
 fn converge(nodes: &[Site], name: &str, want: &str) {
-    wait_for(Duration::from_secs(10), || {
+    common::wait_for(Duration::from_secs(10), || {
         let got: Vec<String> = nodes.iter().map(|s| ask(s.dns_addr(), name)).collect();
         if got.iter().all(|g| g == want) {
             Ok(())
@@ -226,36 +214,6 @@ fn converge(nodes: &[Site], name: &str, want: &str) {
             ))
         }
     });
-}
-
-/// Polls `check` every 20 ms until it is Ok; panics with its last Err once
-/// `limit` has passed.
-#[track_caller]
-fn wait_for(limit: Duration, mut check: impl FnMut() -> Result<(), String>) {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "real processes and sockets: a wall-clock deadline"
-    )]
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let Err(why) = check() else { return };
-        #[allow(clippy::disallowed_methods, reason = "see above")]
-        let late = std::time::Instant::now() > deadline;
-        assert!(!late, "{why}");
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "poll interval of a real-time condition"
-        )]
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn federation(rt: &tokio::runtime::Runtime, sites: &[(&'static str, &'static str)]) -> Vec<Site> {
@@ -275,7 +233,7 @@ fn federation(rt: &tokio::runtime::Runtime, sites: &[(&'static str, &'static str
 
 #[test]
 fn failover_cycle_across_two_sites() {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
     converge(&n, "fo", "192.0.2.10");
     converge(&n, "rr", "192.0.2.10 198.51.100.10");
@@ -293,7 +251,7 @@ fn failover_cycle_across_two_sites() {
 
 #[test]
 fn round_robin_over_three_sites_as_apps_stop_and_return() {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut n = federation(
         &rt,
         &[
@@ -321,7 +279,7 @@ fn round_robin_over_three_sites_as_apps_stop_and_return() {
 /// halo keeps the peer's last answer until `peer_stale_after` (2 s here).
 #[test]
 fn an_unreachable_peer_is_not_an_unhealthy_one() {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
     converge(&n[..1], "rr", "192.0.2.10 198.51.100.10");
     let west = n[0].dns.as_ref().unwrap().peers();
@@ -355,7 +313,7 @@ fn an_unreachable_peer_is_not_an_unhealthy_one() {
     // ...until the answer is stale.
     converge(&n[..1], "rr", "192.0.2.10");
     // (Services' answers arrived milliseconds apart and go stale so.)
-    wait_for(Duration::from_secs(5), || {
+    common::wait_for(Duration::from_secs(5), || {
         let stale = n[0].dns.as_ref().unwrap().peers();
         assert!(stale[0].unreachable, "{stale:?}");
         if stale[0].endpoints == 0 {
@@ -372,7 +330,7 @@ fn an_unreachable_peer_is_not_an_unhealthy_one() {
 /// node agrees on the other site, and the split returns with the app.
 #[test]
 fn conflicting_primaries_each_answer_their_own_until_it_fails() {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
     n[1].set_order(&rt, r#""west", "east""#);
     converge(&n[..1], "fo", "192.0.2.10");
@@ -392,7 +350,7 @@ fn conflicting_primaries_each_answer_their_own_until_it_fails() {
 /// resolver undoes, as k8gb's weighted strategy is: each answer holds one address.
 #[test]
 fn weights_one_to_four_over_a_thousand_queries() {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
     converge(&n, "rr", "192.0.2.10 198.51.100.10");
     for node in &n {
@@ -425,7 +383,7 @@ fn weights_one_to_four_over_a_thousand_queries() {
 /// go to east too.
 #[test]
 fn geo_by_client_subnet_for_two_subnets_and_an_unknown_one() {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut n = federation(&rt, &[("east", "192.0.2.10"), ("west", "198.51.100.10")]);
     converge(&n, "rr", "192.0.2.10 198.51.100.10");
     for node in &n {
@@ -467,7 +425,7 @@ fn geo_by_client_subnet_for_two_subnets_and_an_unknown_one() {
 /// answer, with `when_all_down = "nxdomain"` showing the down state.
 #[test]
 fn an_endpoint_check_of_its_own_drives_the_answer() {
-    let rt = runtime();
+    let rt = common::runtime();
     let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = app.local_addr().unwrap().port();
     let text = format!(
@@ -496,7 +454,7 @@ listen = ["127.0.0.1:0"]
     });
     let at = dns.bound()[0];
     let wait = |want: &str| {
-        wait_for(Duration::from_secs(10), || {
+        common::wait_for(Duration::from_secs(10), || {
             let got = ask(at, "chk");
             if got == want {
                 Ok(())
@@ -517,7 +475,7 @@ listen = ["127.0.0.1:0"]
 /// answer on every flip); going down is at once.
 #[test]
 fn a_returning_endpoint_is_held_out_of_the_answers() {
-    let rt = runtime();
+    let rt = common::runtime();
     let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = app.local_addr().unwrap().port();
     let text = format!(
@@ -560,7 +518,7 @@ listen = ["127.0.0.1:0"]
         .health(&halo_health::ServerKey::new("app", "app-0"))
         .unwrap();
     let wait = |want: &str| {
-        wait_for(Duration::from_secs(10), || {
+        common::wait_for(Duration::from_secs(10), || {
             let got = ask(at, "held");
             if got == want {
                 Ok(())
@@ -574,7 +532,7 @@ listen = ["127.0.0.1:0"]
     drop(app);
     wait("NXDOMAIN");
     let _app = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    wait_for(Duration::from_secs(10), || {
+    common::wait_for(Duration::from_secs(10), || {
         if health.is_serving() {
             Ok(())
         } else {

@@ -24,6 +24,7 @@ pub mod hold;
 pub mod peers;
 pub mod select;
 pub mod snapshot;
+pub mod verdict;
 pub mod zone;
 
 pub use hold::Holds;

@@ -13,6 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::verdict::{SiteDns, SiteWord, Votes};
+
 /// Address family of a query and its answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -80,6 +82,9 @@ pub struct Peer {
     configured_site: bool,
     /// Per service, per family.
     known: Vec<[Known; 2]>,
+    /// Per service: the peer's own probe verdicts (`probes-<service>`),
+    /// while its last answer to that question was an answer.
+    probes: Vec<Option<Vec<(IpAddr, bool)>>>,
     /// Whether the last query of any kind failed.
     pub unreachable: bool,
 }
@@ -140,6 +145,7 @@ impl PeerTable {
                     site: p.site.clone(),
                     configured_site: p.site.is_some(),
                     known: vec![Default::default(); services],
+                    probes: vec![None; services],
                     unreachable: false,
                 })
                 .collect(),
@@ -183,6 +189,7 @@ impl PeerTable {
             for (i, name) in new_services.iter().enumerate() {
                 if let Some(j) = old_services.iter().position(|n| n == name) {
                     p.known[i].clone_from(&o.known[j]);
+                    p.probes[i].clone_from(&o.probes[j]);
                 }
             }
         }
@@ -230,6 +237,104 @@ impl PeerTable {
                 Changed::default()
             }
         }
+    }
+
+    /// Records what `peer` answered for `probes-<service>`: its own probe
+    /// verdicts (an empty list when it probes nothing), or None when it did
+    /// not answer (or has no such name: a k8gb peer, or a halo peer without
+    /// probes). Only a peer that answers now has a vote.
+    pub fn on_probes(
+        &mut self,
+        peer: usize,
+        service: usize,
+        verdicts: Option<Vec<(IpAddr, bool)>>,
+    ) {
+        if let Some(slot) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|p| p.probes.get_mut(service))
+        {
+            *slot = verdicts;
+        }
+    }
+
+    /// What `address` of `service`'s site says and whether it answers:
+    /// the site's peers are those of `site` (the endpoint's site, when
+    /// known) and those that list the address.
+    #[must_use]
+    pub fn site_view(
+        &self,
+        service: usize,
+        address: IpAddr,
+        site: Option<&str>,
+    ) -> (SiteWord, SiteDns) {
+        let family = if address.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let mut word = SiteWord::Never;
+        let mut dns = SiteDns::Stale;
+        for p in &self.peers {
+            let Some(k) = p.known.get(service).map(|k| &k[family.index()]) else {
+                continue;
+            };
+            let listed = k.addresses.contains(&address);
+            let of_site = site.is_some() && p.site.as_deref() == site;
+            if !listed && !of_site {
+                continue;
+            }
+            if listed {
+                word = SiteWord::Listed;
+            } else if k.answered.is_some() && word == SiteWord::Never {
+                word = SiteWord::NotListed;
+            }
+            let this = match (k.answered, k.failing, k.stale) {
+                (Some(_), false, _) => SiteDns::Reachable,
+                // Failing but its answer still counts, or not asked yet:
+                // silent for now, not stale.
+                (Some(_), true, false) | (None, false, _) => SiteDns::Unreachable,
+                _ => SiteDns::Stale,
+            };
+            dns = match (dns, this) {
+                (SiteDns::Reachable, _) | (_, SiteDns::Reachable) => SiteDns::Reachable,
+                (SiteDns::Unreachable, _) | (_, SiteDns::Unreachable) => SiteDns::Unreachable,
+                _ => SiteDns::Stale,
+            };
+        }
+        (word, dns)
+    }
+
+    /// The probe votes on `address` of `service` that other sites' peers
+    /// publish: peers that answer now, other than `site`'s own.
+    #[must_use]
+    pub fn votes(&self, service: usize, address: IpAddr, site: Option<&str>) -> Votes {
+        let family = if address.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let mut votes = Votes::default();
+        for p in &self.peers {
+            let lists = p
+                .known
+                .get(service)
+                .is_some_and(|k| k[family.index()].addresses.contains(&address));
+            if lists || site.is_some() && p.site.as_deref() == site {
+                continue; // the endpoint's own site: its word, not a vote
+            }
+            let verdict = p
+                .probes
+                .get(service)
+                .and_then(Option::as_ref)
+                .and_then(|v| v.iter().find(|(a, _)| *a == address));
+            match verdict {
+                Some((_, true)) => votes.up += 1,
+                Some((_, false)) => votes.down += 1,
+                None => {}
+            }
+        }
+        votes
     }
 
     /// Marks stale the answers older than `peer_stale_after` of peers that

@@ -7,12 +7,14 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use halo_config::{EndpointHealth, StaticRecord};
 
 use crate::peers::{Family, PeerTable};
 use crate::rtype;
 use crate::select::{Choice, Client, Picker, choose};
+use crate::verdict::{SiteDns, SiteWord, Verdict, Votes, judge};
 use crate::zone::{Found, SiteId, Zone};
 
 /// One endpoint of a service as it stands now.
@@ -26,6 +28,75 @@ pub struct EndpointState {
     pub weight: u16,
     /// Whether answers may carry it.
     pub healthy: bool,
+    /// For another site's endpoint of a probed service: the verdict and
+    /// what it was drawn from.
+    pub judged: Option<Judged>,
+}
+
+/// The verdict on another site's endpoint, with its inputs (see
+/// [`crate::verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    /// What its site said of it.
+    pub word: SiteWord,
+    /// Whether its site's DNS node answers.
+    pub dns: SiteDns,
+    /// This node's probe: Some(reaches it) once probed.
+    pub mine: Option<bool>,
+    /// Every probe vote, this node's included.
+    pub votes: Votes,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Since when the verdict has been what it is.
+    pub since: Instant,
+}
+
+/// What [`Snapshot::build_settled`] needs to judge other sites' endpoints of
+/// services with a probe.
+pub struct Probing<'a> {
+    /// Now.
+    pub now: Instant,
+    /// This node's probe of (service, address): Some(reaches it) when it
+    /// probes it and has a result.
+    pub mine: &'a dyn Fn(usize, IpAddr) -> Option<bool>,
+    /// The judgement of (service, address) in the previous snapshot.
+    pub previous: &'a dyn Fn(usize, IpAddr) -> Option<Judged>,
+}
+
+impl std::fmt::Debug for Probing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probing")
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The id of a site a peer names: configured, or learned (appended to
+/// `learned`, ids from `zone.sites.len()` on).
+fn learn_site(zone: &Zone, learned: &mut Vec<String>, name: Option<&str>) -> SiteId {
+    let Some(name) = name else {
+        return crate::zone::UNKNOWN_SITE;
+    };
+    let known = zone.site_id(name);
+    if known != crate::zone::UNKNOWN_SITE {
+        return known;
+    }
+    let at = learned.iter().position(|s| s == name).unwrap_or_else(|| {
+        learned.push(name.to_owned());
+        learned.len() - 1
+    });
+    SiteId::try_from(zone.sites.len() + at).unwrap_or(crate::zone::UNKNOWN_SITE)
+}
+
+/// A site's name: configured, or learned from a peer; None when unknown.
+fn site_name_of<'a>(zone: &'a Zone, learned: &'a [String], id: SiteId) -> Option<&'a str> {
+    if id == crate::zone::UNKNOWN_SITE {
+        return None;
+    }
+    match usize::from(id).checked_sub(zone.sites.len()) {
+        None => Some(zone.site_name(id)),
+        Some(at) => learned.get(at).map(String::as_str),
+    }
 }
 
 /// One question, as halo-dns parsed it.
@@ -82,6 +153,9 @@ pub enum Answer<'a> {
     Ns,
     /// `localtargets-` TXT: this node's site, `"site=<name>"`.
     SiteTxt,
+    /// `probes-` TXT of service `.0`: one record per endpoint this node
+    /// probes, `"<address> up"` or `"<address> down"`.
+    ProbesTxt(usize),
 }
 
 /// The authority section.
@@ -142,6 +216,9 @@ pub struct Snapshot {
     pub services: Vec<Vec<EndpointState>>,
     /// Per service: this node's healthy local endpoints (`localtargets-`).
     pub local: Vec<Vec<IpAddr>>,
+    /// Per service: this node's probe results on other sites' endpoints
+    /// (`probes-`), for its peers' votes.
+    pub probes: Vec<Vec<(IpAddr, bool)>>,
     /// Sites only peers name (not in the config): endpoint site ids from
     /// `zone.sites.len()` on. No strategy refers to them; they are for
     /// showing where an address comes from.
@@ -157,41 +234,28 @@ impl Snapshot {
         local_up: &dyn Fn(usize, usize) -> bool,
         peers: &PeerTable,
     ) -> Self {
-        Self::build_settled(zone, serial, local_up, peers, &mut |_, _, up| up)
+        Self::build_settled(zone, serial, local_up, peers, None, &mut |_, _, up| up)
     }
 
     /// As [`Self::build`], the health of each endpoint this node judges
     /// itself (a pool or a check of its own) then passed through
     /// `settle(service, address, healthy)` (the controller's hold-down)
     /// before answers and `localtargets-` are drawn from it. (Peers apply
-    /// their own hold-down to what they publish.)
+    /// their own hold-down to what they publish.) With `probing`, the other
+    /// sites' endpoints of services with a probe are judged by
+    /// [`crate::verdict::judge`].
     pub fn build_settled(
         zone: Arc<Zone>,
         serial: u32,
         local_up: &dyn Fn(usize, usize) -> bool,
         peers: &PeerTable,
+        probing: Option<&Probing<'_>>,
         settle: &mut dyn FnMut(usize, IpAddr, bool) -> bool,
     ) -> Self {
         let mut services = Vec::with_capacity(zone.services.len());
         let mut local = Vec::with_capacity(zone.services.len());
+        let mut probes = Vec::with_capacity(zone.services.len());
         let mut learned_sites: Vec<String> = Vec::new();
-        let mut site_of = |name: Option<&str>| -> SiteId {
-            let Some(name) = name else {
-                return crate::zone::UNKNOWN_SITE;
-            };
-            let known = zone.site_id(name);
-            if known != crate::zone::UNKNOWN_SITE {
-                return known;
-            }
-            let at = learned_sites
-                .iter()
-                .position(|s| s == name)
-                .unwrap_or_else(|| {
-                    learned_sites.push(name.to_owned());
-                    learned_sites.len() - 1
-                });
-            SiteId::try_from(zone.sites.len() + at).unwrap_or(crate::zone::UNKNOWN_SITE)
-        };
         for (si, svc) in zone.services.iter().enumerate() {
             let mut eps: Vec<EndpointState> = svc
                 .endpoints
@@ -201,6 +265,7 @@ impl Snapshot {
                     address: e.address,
                     site: e.site,
                     weight: e.weight,
+                    judged: None,
                     healthy: match &e.health {
                         EndpointHealth::Always => true,
                         EndpointHealth::Peers => peers
@@ -220,9 +285,10 @@ impl Snapshot {
                     Some(_) => {}
                     None => eps.push(EndpointState {
                         address,
-                        site: site_of(site),
+                        site: learn_site(&zone, &mut learned_sites, site),
                         weight: 1,
                         healthy: fresh,
+                        judged: None,
                     }),
                 }
             }
@@ -234,6 +300,48 @@ impl Snapshot {
                     e.healthy = settle(si, e.address, e.healthy);
                 }
             }
+            let mut mine = Vec::new();
+            if let Some(p) = probing.filter(|_| svc.probe.is_some()) {
+                for (i, e) in eps.iter_mut().enumerate() {
+                    // Other sites' endpoints their peers speak for: those
+                    // with `peers` health, and those only peers publish.
+                    let by_peers = svc
+                        .endpoints
+                        .get(i)
+                        .is_none_or(|d| d.health == EndpointHealth::Peers);
+                    if !by_peers {
+                        continue;
+                    }
+                    let site = site_name_of(&zone, &learned_sites, e.site);
+                    let (word, dns) = peers.site_view(si, e.address, site);
+                    let probe = (p.mine)(si, e.address);
+                    let mut votes = peers.votes(si, e.address, site);
+                    match probe {
+                        Some(true) => votes.up += 1,
+                        Some(false) => votes.down += 1,
+                        None => {}
+                    }
+                    if let Some(up) = probe {
+                        mine.push((e.address, up));
+                    }
+                    let before = (p.previous)(si, e.address);
+                    let verdict = judge(word, dns, votes, before.map(|j| j.verdict.up));
+                    let since = match before {
+                        Some(j) if j.verdict.up == verdict.up => j.since,
+                        _ => p.now,
+                    };
+                    e.healthy = verdict.up;
+                    e.judged = Some(Judged {
+                        word,
+                        dns,
+                        mine: probe,
+                        votes,
+                        verdict,
+                        since,
+                    });
+                }
+            }
+            probes.push(mine);
             local.push(
                 svc.endpoints
                     .iter()
@@ -249,6 +357,7 @@ impl Snapshot {
             serial,
             services,
             local,
+            probes,
             learned_sites,
         }
     }
@@ -256,11 +365,7 @@ impl Snapshot {
     /// A site's name: configured, or learned from a peer; `?` if unknown.
     #[must_use]
     pub fn site_name(&self, id: SiteId) -> &str {
-        let configured = self.zone.sites.len();
-        match usize::from(id).checked_sub(configured) {
-            None => self.zone.site_name(id),
-            Some(at) => self.learned_sites.get(at).map_or("?", String::as_str),
-        }
+        site_name_of(&self.zone, &self.learned_sites, id).unwrap_or("?")
     }
 
     /// The reply to `query`. Chosen addresses live in `picker` until its next use.
@@ -283,6 +388,19 @@ impl Snapshot {
                 _ => static_answer(records, qtype),
             },
             Found::Static(records) => static_answer(records, qtype),
+            Found::Probes(i) => match qtype {
+                rtype::TXT | rtype::ANY => {
+                    let answer = Answer::ProbesTxt(i);
+                    let empty = self.probes.get(i).is_none_or(Vec::is_empty);
+                    let authority = if empty {
+                        Authority::Soa
+                    } else {
+                        Authority::None
+                    };
+                    Response::new(Rcode::NoError, answer, authority)
+                }
+                _ => Response::nodata(),
+            },
             Found::LocalTargets(i) => {
                 let answer = match qtype {
                     rtype::A | rtype::AAAA | rtype::ANY => {

@@ -46,6 +46,8 @@ pub struct ServiceDef {
     pub when_all_down: WhenAllDown,
     /// How long a returning endpoint must stay up before it is answered.
     pub hold_down: std::time::Duration,
+    /// How this node probes the other sites' endpoints; None: it does not.
+    pub probe: Option<halo_config::Check>,
     /// Configured endpoints.
     pub endpoints: Vec<EndpointDef>,
 }
@@ -83,6 +85,9 @@ pub enum Node {
     Service(usize),
     /// `localtargets-<service>`: this node's healthy local endpoints.
     LocalTargets(usize),
+    /// `probes-<service>`: this node's probe verdicts on the other sites'
+    /// endpoints (services with a probe only).
+    Probes(usize),
 }
 
 /// The outcome of looking a query name up.
@@ -98,6 +103,8 @@ pub enum Found<'z> {
     Service(usize),
     /// A service's `localtargets-` name.
     LocalTargets(usize),
+    /// A service's `probes-` name.
+    Probes(usize),
     /// Under the zone, but nothing there.
     NxDomain,
 }
@@ -153,6 +160,7 @@ impl Zone {
                 ttl: s.ttl,
                 when_all_down: s.when_all_down,
                 hold_down: s.hold_down,
+                probe: s.probe.clone(),
                 endpoints: s
                     .endpoints
                     .iter()
@@ -190,6 +198,11 @@ impl Zone {
             let targets = format!("localtargets-{}.{apex}", s.name);
             add_parents(&mut names, &targets);
             names.insert(targets.as_bytes().into(), Node::LocalTargets(i));
+            if s.probe.is_some() {
+                let probes = format!("probes-{}.{apex}", s.name);
+                add_parents(&mut names, &probes);
+                names.insert(probes.as_bytes().into(), Node::Probes(i));
+            }
         }
         for r in &gslb.records {
             add_parents(&mut names, &r.name);
@@ -277,6 +290,7 @@ impl Zone {
             Some(Node::Static(records)) => Found::Static(records),
             Some(Node::Service(i)) => Found::Service(*i),
             Some(Node::LocalTargets(i)) => Found::LocalTargets(*i),
+            Some(Node::Probes(i)) => Found::Probes(*i),
         }
     }
 }

@@ -217,6 +217,7 @@ fn gslb_status(zone: &str, site: &str, dns: &Dns, now: Instant) -> GslbStatus {
                         address: e.address.to_string(),
                         site: snap.site_name(e.site).to_owned(),
                         healthy: e.healthy,
+                        verdict: e.judged.map(|j| verdict_info(&j, now)),
                     })
                     .collect(),
             }
@@ -244,6 +245,34 @@ fn gslb_status(zone: &str, site: &str, dns: &Dns, now: Instant) -> GslbStatus {
         queries: t.udp + t.tcp,
         tcp_accept_errors: t.tcp_accept_errors,
         tcp_refused: t.tcp_refused,
+    }
+}
+
+/// A verdict as the status shows it.
+fn verdict_info(j: &halo_gslb::snapshot::Judged, now: Instant) -> halo_admin::status::VerdictInfo {
+    use halo_gslb::verdict::{SiteDns, SiteWord};
+    halo_admin::status::VerdictInfo {
+        up: j.verdict.up,
+        why: j.verdict.why.as_str().to_owned(),
+        site_says: match j.word {
+            SiteWord::Listed => "listed",
+            SiteWord::NotListed => "not listed",
+            SiteWord::Never => "never",
+        }
+        .to_owned(),
+        site_dns: match j.dns {
+            SiteDns::Reachable => "reachable",
+            SiteDns::Unreachable => "unreachable",
+            SiteDns::Stale => "stale",
+        }
+        .to_owned(),
+        probe: j.mine,
+        votes_up: j.votes.up,
+        votes_down: j.votes.down,
+        since_secs: now
+            .into_std()
+            .saturating_duration_since(j.since)
+            .as_secs_f64(),
     }
 }
 

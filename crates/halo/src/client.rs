@@ -230,6 +230,32 @@ pub(crate) fn table(st: &Status) -> String {
                     }
                 );
             }
+            // Endpoints of other sites that the probes judge: the verdict,
+            // and the inputs it came from, so a withdrawn site explains itself.
+            for e in &s.endpoints {
+                let Some(v) = &e.verdict else { continue };
+                let probe = match v.probe {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "-",
+                };
+                let _ = writeln!(
+                    o,
+                    "  {:<16} {:<12} {} (site {}): {} ({}) for {:.0}s; site says {}, its DNS {}, probe here {}, votes {} up {} down",
+                    "",
+                    "",
+                    e.address,
+                    e.site,
+                    if v.up { "IN" } else { "OUT" },
+                    v.why,
+                    v.since_secs,
+                    v.site_says,
+                    v.site_dns,
+                    probe,
+                    v.votes_up,
+                    v.votes_down,
+                );
+            }
         }
         for p in &g.peers {
             let stale = if p.stale_endpoints > 0 {
