@@ -17,8 +17,11 @@
 # accepts, down_thresh 1, up_thresh 1) for comparison. gdnsd has no peering,
 # so its figure is the lower bound a gdnsd-per-site setup could reach.
 #
-# Usage: apt-get install -y gdnsd python3   (as root); cargo build --release
-#        bench/gslb-failover.sh    # TRIALS=7 HALO_INTERVALS="1s 250ms"
+# Then (as root) the whole-site outage: three sites in network namespaces,
+# with and without cross-site probes (the section below says how).
+#
+# Usage: apt-get install -y gdnsd python3 iproute2  (as root); cargo build --release
+#        bench/gslb-failover.sh    # TRIALS=7 HALO_INTERVALS="1s 250ms" SITE_TRIALS=7 STALE_TRIALS=3
 # Only 127.0.0.0/8 is used; only processes started here are stopped.
 set -euo pipefail
 
@@ -156,9 +159,184 @@ echo
 echo "## gdnsd, tcp_connect interval ${GIV}s (its smallest accepted), down_thresh 1, up_thresh 1"
 trials "gdnsd-${GIV}s" "$GIV" $GPORT
 
+# ---------------- whole-site outage: three sites in network namespaces ----------------
+# Each site a namespace on one bridge: its halo node (DNS on 192.0.2.1N:53) and
+# its app (python http.server on its entry address 192.0.2.2N:80, the VIP in
+# production); watch.py asks from a client namespace. Service `app` =
+# round-robin over the three entries; each node checks its own app (http,
+# 200 ms, rise 1 fall 2) and, "with probes", probes the others' entries
+# ([gslb.probe] http, 500 ms, timeout 250 ms, rise 1, fall 2). peer_interval
+# 500 ms; peer_stale_after is the default (30 s). Cases, each timed until
+# the surviving sites' nodes (west, north) stop answering east's entry:
+#   app    SIGKILL east's app (its node withdraws it; the others follow)
+#   crash  SIGKILL east's halo and app together (the host stays up: the
+#          others get refusals at once)
+#   link   east's link goes down (DNS node, entry and app gone at once; the
+#          others' packets time out): a site losing power or its uplink
+# Needs root (namespaces); SITE_TRIALS (7) per case with probes,
+# STALE_TRIALS (3) for crash and link without (each waits peer_stale_after).
+SITE_TRIALS=${SITE_TRIALS:-7}
+STALE_TRIALS=${STALE_TRIALS:-3}
+ID=$$
+BR=hgbbr$ID
+CL=hgbc$ID
+SITES=(east west north)
+site_ns() { echo "hgb$1n$ID"; }
+netns_cleanup() {
+  for i in 1 2 3; do ip netns del "$(site_ns "$i")" 2>/dev/null || true; done
+  ip netns del "$CL" 2>/dev/null || true
+  ip netns del "$BR" 2>/dev/null || true
+}
+site_config() {  # index(1-3) probes(yes|no)
+  local i=$1 name=${SITES[$(($1 - 1))]} peers="" endpoints="" j
+  for j in 1 2 3; do
+    endpoints+="    [[gslb.service.endpoint]]
+    address = \"192.0.2.2$j\"
+    site = \"${SITES[$((j - 1))]}\"
+"
+    if [ "$j" = "$i" ]; then
+      endpoints+="    health = { pool = \"app\" }
+"
+    else
+      peers+="${peers:+, }{ address = \"192.0.2.1$j:53\", site = \"${SITES[$((j - 1))]}\" }"
+    fi
+  done
+  cat <<EOF
+[node]
+name = "$name-lb-1"
+site = "$name"
+threads = 1
+[[pool]]
+name = "app"
+  [pool.check]
+  type = "http"
+  interval = "200ms"
+  rise = 1
+  fall = 2
+  [[pool.server]]
+  name = "app-0"
+  address = "192.0.2.2$i:80"
+[gslb]
+zone = "example.test"
+listen = ["192.0.2.1$i:53"]
+sites = ["east", "west", "north"]
+peers = [$peers]
+peer_interval = "500ms"
+EOF
+  if [ "$2" = yes ]; then
+    cat <<EOF
+  [gslb.probe]
+  type = "http"
+  port = 80
+  interval = "500ms"
+  timeout = "250ms"
+  rise = 1
+  fall = 2
+EOF
+  fi
+  cat <<EOF
+  [[gslb.service]]
+  name = "app"
+  ttl = "1s"
+$endpoints
+EOF
+}
+declare -A SITE_APP SITE_HALO
+site_app() {  # index
+  ip netns exec "$(site_ns "$1")" python3 -m http.server --bind "192.0.2.2$1" 80 --directory "$WORK/www" >/dev/null 2>&1 &
+  SITE_APP[$1]=$!; PIDS+=("${SITE_APP[$1]}")
+}
+site_halo() {  # index mode
+  RUST_LOG=warn ip netns exec "$(site_ns "$1")" "$HALO" run -c "$WORK/site$1-$2.toml" >> "$WORK/site$1-$2.log" 2>&1 &
+  SITE_HALO[$1]=$!; PIDS+=("${SITE_HALO[$1]}")
+}
+swatch() { ip netns exec "$CL" python3 "$HERE/dns/watch.py" "$@"; }
+ALLDNS=(192.0.2.11:53 192.0.2.12:53 192.0.2.13:53)
+REST=(192.0.2.12:53 192.0.2.13:53)
+# site_trials LABEL CASE N: N trials of CASE, then a summary line.
+site_trials() {
+  local label=$1 case=$2 n=$3 out worst back gone t
+  : > "$WORK/$label.dat"
+  for t in $(seq 1 "$n"); do
+    out=$(swatch back 192.0.2.21 app.example.test 60 "${ALLDNS[@]}")
+    if grep -q timeout <<<"$out"; then echo "$label: east never came back: $out" >&2; exit 1; fi
+    # Anywhere in the probes' cycle.
+    sleep "$(awk -v s="$RANDOM" 'BEGIN {srand(s); printf "%.3f", 0.5 + rand() * 0.5}')"
+    case $case in
+      app) out=$(swatch gone 192.0.2.21 app.example.test 60 "${REST[@]}" --kill "${SITE_APP[1]}") ;;
+      crash) out=$(swatch gone 192.0.2.21 app.example.test 60 "${REST[@]}" --kill "${SITE_APP[1]}" --kill "${SITE_HALO[1]}") ;;
+      link) out=$(swatch gone 192.0.2.21 app.example.test 60 "${REST[@]}" --cmd "ip -n $BR link set p1 down") ;;
+    esac
+    if grep -q timeout <<<"$out"; then echo "$label: east never left every answer: $out" >&2; exit 1; fi
+    worst=$(awk '{print $2}' <<<"$out" | sort -g | tail -1)
+    case $case in
+      app) { wait "${SITE_APP[1]}"; } 2>/dev/null || true; site_app 1 ;;
+      crash) { wait "${SITE_APP[1]}" "${SITE_HALO[1]}"; } 2>/dev/null || true; site_app 1; site_halo 1 "$MODE" ;;
+      link) ip -n "$BR" link set p1 up ;;
+    esac
+    back=$(swatch back 192.0.2.21 app.example.test 60 "${ALLDNS[@]}" | awk '{print $2}' | sort -g | tail -1)
+    echo "$worst $back" >> "$WORK/$label.dat"
+    echo "$label trial $t: gone per surviving node [$(tr '\n' ' ' <<<"$out")] all gone ${worst}s; back on all ${back}s"
+  done
+  gone=$(awk '{print $1}' "$WORK/$label.dat" | sort -g)
+  GONE_MEDIAN[$label]=$(median <<<"$gone")
+  printf '%s: gone from the surviving sites (s): min %s median %s max %s (%s trials)\n' "$label" \
+    "$(head -1 <<<"$gone")" "${GONE_MEDIAN[$label]}" "$(tail -1 <<<"$gone")" "$n" | tee -a "$WORK/summary.txt"
+}
+if [ "$(id -u)" -ne 0 ]; then
+  echo
+  echo "## whole-site outage: skipped (network namespaces need root)"
+else
+  trap 'stop_started; netns_cleanup' EXIT
+  ip netns add "$BR"
+  ip -n "$BR" link add br0 type bridge
+  ip -n "$BR" link set br0 up
+  host_ns() {  # ns port addr...
+    local ns=$1 port=$2 a
+    shift 2
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$BR" link add "$port" type veth peer name eth0 netns "$ns"
+    ip -n "$BR" link set "$port" master br0
+    ip -n "$BR" link set "$port" up
+    for a in "$@"; do ip -n "$ns" addr add "$a" dev eth0; done
+    ip -n "$ns" link set eth0 up
+  }
+  host_ns "$CL" pc 192.0.2.100/24
+  for i in 1 2 3; do host_ns "$(site_ns "$i")" "p$i" "192.0.2.1$i/24" "192.0.2.2$i/24"; done
+  echo ok > "$WORK/www/index.html"
+  for i in 1 2 3; do site_app "$i"; done
+  for MODE in yes no; do
+    for i in 1 2 3; do
+      site_config "$i" "$MODE" > "$WORK/site$i-$MODE.toml"
+      "$HALO" check -c "$WORK/site$i-$MODE.toml" >/dev/null
+      site_halo "$i" "$MODE"
+    done
+    if [ "$MODE" = yes ]; then
+      echo
+      echo "## three sites, with probes (500 ms, timeout 250 ms, rise 1, fall 2)"
+      site_trials sites-probes-app app "$SITE_TRIALS"
+      site_trials sites-probes-crash crash "$SITE_TRIALS"
+      site_trials sites-probes-link link "$SITE_TRIALS"
+    else
+      echo
+      echo "## three sites, without probes (peer_stale_after 30 s, the default)"
+      site_trials sites-noprobes-app app "$SITE_TRIALS"
+      site_trials sites-noprobes-crash crash "$STALE_TRIALS"
+      site_trials sites-noprobes-link link "$STALE_TRIALS"
+    fi
+    for i in 1 2 3; do kill "${SITE_HALO[$i]}" 2>/dev/null || true; wait "${SITE_HALO[$i]}" 2>/dev/null || true; done
+  done
+fi
+
 echo
-echo "## summary (seconds from SIGKILL of site a's app until no server answers its address)"
+echo "## summary (seconds from the failure until no (surviving) server answers the address)"
 cat "$WORK/summary.txt"
+for c in crash link; do
+  [ -n "${GONE_MEDIAN[sites-probes-$c]:-}" ] || continue
+  awk -v p="${GONE_MEDIAN[sites-probes-$c]}" -v n="${GONE_MEDIAN[sites-noprobes-$c]}" -v c="$c" \
+    'BEGIN {printf "ratio whole site (%s) with/without probes, median time until gone: %.3f (lower is better)\n", c, p / n}'
+done
 for iv in $HALO_INTERVALS; do
   awk -v h="${GONE_MEDIAN[halo-$iv]}" -v g="${GONE_MEDIAN[gdnsd-${GIV}s]}" -v iv="$iv" \
     'BEGIN {printf "ratio halo(%s)/gdnsd median time until gone: %.3f (lower is better)\n", iv, h / g}'

@@ -1,22 +1,31 @@
 # bench/dns/watch.py: how long until DNS servers stop (or start) answering a
 # name with an address. Used by bench/gslb-failover.sh.
 #
-#   watch.py gone|back ADDR NAME TIMEOUT_S PORT [PORT...] [--kill PID]
+#   watch.py gone|back ADDR NAME TIMEOUT_S SERVER [SERVER...] [--kill PID]... [--cmd CMD]
 #
-# With --kill, sends SIGKILL to PID and starts the clock at that moment.
-# Every 10 ms it asks each server (127.0.0.1:PORT, UDP, A) once; for each server
-# it prints "PORT SECONDS", the time of the first answer that no longer holds
-# ADDR (gone) or holds it (back), or "PORT timeout".
-import os, signal, socket, struct, sys, time
+# A SERVER is PORT (127.0.0.1:PORT) or IP:PORT. With --kill (repeatable),
+# sends SIGKILL to each PID, with --cmd runs the shell command CMD (e.g. a
+# link going down), and starts the clock just before.
+# Every 10 ms it asks each server (UDP, A) once; for each server it prints
+# "SERVER SECONDS", the time of the first answer that no longer holds ADDR
+# (gone) or holds it (back), or "SERVER timeout".
+import os, signal, socket, struct, subprocess, sys, time
 
 mode, addr, name, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 rest = sys.argv[5:]
-kill = None
-if "--kill" in rest:
+kills, cmd = [], None
+while "--kill" in rest:
     i = rest.index("--kill")
-    kill = int(rest[i + 1])
+    kills.append(int(rest[i + 1]))
     rest = rest[:i] + rest[i + 2:]
-ports = [int(p) for p in rest]
+if "--cmd" in rest:
+    i = rest.index("--cmd")
+    cmd = rest[i + 1]
+    rest = rest[:i] + rest[i + 2:]
+servers = rest
+def address(server):
+    host, _, port = server.rpartition(":")
+    return (host or "127.0.0.1", int(port))
 want = socket.inet_aton(addr)
 
 def query(qid):
@@ -42,16 +51,18 @@ def holds(reply):
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.settimeout(0.5)
 start = time.monotonic()
-if kill is not None:
-    os.kill(kill, signal.SIGKILL)
+for pid in kills:
+    os.kill(pid, signal.SIGKILL)
+if cmd is not None:
+    subprocess.run(cmd, shell=True, check=True)
 done = {}
 qid = 0
-while len(done) < len(ports) and time.monotonic() - start < timeout:
-    for port in ports:
-        if port in done:
+while len(done) < len(servers) and time.monotonic() - start < timeout:
+    for server in servers:
+        if server in done:
             continue
         qid = (qid + 1) & 0xFFFF
-        sock.sendto(query(qid), ("127.0.0.1", port))
+        sock.sendto(query(qid), address(server))
         try:
             while True:
                 reply, _ = sock.recvfrom(4096)
@@ -60,7 +71,7 @@ while len(done) < len(ports) and time.monotonic() - start < timeout:
         except socket.timeout:
             continue
         if holds(reply) == (mode == "back"):
-            done[port] = time.monotonic() - start
+            done[server] = time.monotonic() - start
     time.sleep(0.01)
-for port in ports:
-    print(port, "%.3f" % done[port] if port in done else "timeout")
+for server in servers:
+    print(server, "%.3f" % done[server] if server in done else "timeout")

@@ -3,7 +3,8 @@
 //! One tokio task on the control-plane runtime. It
 //! * rebuilds the snapshot on every health event (cheap: a few endpoints per
 //!   service) and, when this node's `localtargets-` answers changed, sends DNS
-//!   NOTIFY to every peer (RFC 1996) so they re-query at once;
+//!   NOTIFY to every peer (RFC 1996) so they re-query at once (also when
+//!   its probe results change);
 //! * asks every peer for every service's `localtargets-` (A and AAAA) each
 //!   `peer_interval`, all in parallel, each with a timeout and one retry;
 //! * re-asks a peer as soon as it sends us a NOTIFY;
@@ -411,7 +412,13 @@ impl Controller {
                 tracing::info!(service = %svc.name, healthy = %healthy.join(" "), reason = why, "GSLB answers changed");
             }
         }
-        let local_changed = !same_zone || old.snapshot.local != snapshot.local;
+        // What peers read from this node: its own endpoints and its probe
+        // results. A NOTIFY makes them ask at once, instead of at their next
+        // peer_interval (half a second more for a whole-site outage to
+        // leave the answers: the other voters learnt of it that much later).
+        let local_changed = !same_zone
+            || old.snapshot.local != snapshot.local
+            || old.snapshot.probes != snapshot.probes;
         self.published.store(Arc::new(Published {
             snapshot,
             peer_ips: self.plan.peers.iter().map(|p| p.address.ip()).collect(),
