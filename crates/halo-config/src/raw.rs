@@ -179,6 +179,7 @@ pub(crate) struct RawTimeouts {
 pub(crate) enum RawCheckType {
     Tcp,
     Http,
+    Https,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +210,8 @@ pub(crate) struct RawCheck {
     pub(crate) fall: Option<S<i64>>,
     pub(crate) initial: Option<RawInitial>,
     pub(crate) spread: Option<S<i64>>,
+    /// GSLB probes only: TLS towards the endpoint (`[gslb.probe.tls]`).
+    pub(crate) tls: Option<S<RawPoolTls>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -666,7 +666,7 @@ pub struct Gslb {
     pub default_ttl: u32,
     /// `[gslb.probe]`: how this node probes the other sites' endpoints, for
     /// every service without a probe of its own. None: no probes.
-    pub probe: Option<Check>,
+    pub probe: Option<Probe>,
     /// Services answered under the zone.
     pub services: Vec<Service>,
     /// Client subnet → site, for `strategy = "geo"`.
@@ -759,10 +759,22 @@ pub struct Service {
     /// this long. Default: the TTL.
     pub hold_down: Duration,
     /// How this node probes the other sites' endpoints of this service:
-    /// `[gslb.service.probe]`, else `[gslb.probe]`; None: not probed.
-    pub probe: Option<Check>,
+    /// `[gslb.service.probe]`, else `[gslb.probe]`; None: not probed. Here
+    /// the HTTP `host` and the TLS `sni` default to the service's name
+    /// under the zone (what its clients send).
+    pub probe: Option<Probe>,
     /// Endpoints.
     pub endpoints: Vec<Endpoint>,
+}
+
+/// A GSLB probe: a check of another site's endpoint, over TLS or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// What each probe does (the `[pool.check]` keys; `port` is set).
+    pub check: Check,
+    /// `type = "https"` or `[gslb.probe.tls]`: TLS towards the endpoint,
+    /// the keys of `[pool.tls]`. None: plain TCP.
+    pub tls: Option<PoolTls>,
 }
 
 /// `service.strategy`.

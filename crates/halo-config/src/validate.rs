@@ -21,7 +21,7 @@ use crate::raw::{
 use crate::types::{
     Admin, Balance, Certificate, Check, CheckKind, Config, Endpoint, EndpointHealth, Garp, GeoRule,
     Gslb, HostPattern, HttpCheck, InitialState, IpNet, Listener, ListenerTls, Node, Observe,
-    Passive, Peer, Pool, PoolTls, Protocol, RecordData, RetryOn, Route, SendProxy, Server,
+    Passive, Peer, Pool, PoolTls, Probe, Protocol, RecordData, RetryOn, Route, SendProxy, Server,
     ServerAddress, Service, StaticRecord, StatusRanges, Strategy, Timeouts, TlsVersion, Track,
     TrackTarget, Unicast, Vip, VipGroup, VrrpChecksum, VrrpVersion, WhenAllDown,
 };
@@ -80,7 +80,7 @@ pub(crate) fn validate(
     let gslb = raw
         .gslb
         .as_ref()
-        .and_then(|g| v.gslb(g, &node, &pool_names));
+        .and_then(|g| v.gslb(g, &node, &pool_names, base_dir));
     v.unique_binds(raw, admin.as_ref(), gslb.as_ref());
 
     if !v.r.diags.is_empty() {
@@ -607,7 +607,7 @@ impl Validator<'_, '_> {
             }
         });
         let timeouts = self.timeouts(p.timeouts.as_ref());
-        let check = p.check.as_ref().map(|c| self.check(c, false));
+        let check = p.check.as_ref().map(|c| self.check(c, false, false));
         let passive = self.passive(p.passive.as_ref());
         let tls = p.tls.as_ref().map(|t| self.pool_tls(t, base_dir));
         let servers: Vec<Server> = p.server.iter().filter_map(|s| self.server(s)).collect();
@@ -696,8 +696,27 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// `[gslb.probe]` or `[gslb.service.probe]`: a check with a port, and
+    /// TLS for `type = "https"` or a `tls` table.
+    fn probe(&mut self, raw: &S<RawCheck>, base_dir: &Path) -> Probe {
+        let check = self.check(raw, true, true);
+        let c = raw.get_ref();
+        let tls = match (&c.tls, c.kind) {
+            (Some(t), _) => Some(self.pool_tls(t, base_dir)),
+            (None, Some(RawCheckType::Https)) => Some(PoolTls {
+                sni: None,
+                verify: true,
+                ca_file: None,
+                client_cert: None,
+                origin: self.r.origin(&raw.span()),
+            }),
+            (None, _) => None,
+        };
+        Probe { check, tls }
+    }
+
     /// `[pool.check]` or an endpoint's `check`; the latter must name a port.
-    fn check(&mut self, raw: &S<RawCheck>, needs_port: bool) -> Check {
+    fn check(&mut self, raw: &S<RawCheck>, needs_port: bool, probe: bool) -> Check {
         let c = raw.get_ref();
         let interval =
             self.positive_duration(c.interval.as_ref(), "interval", Duration::from_secs(2));
@@ -712,6 +731,13 @@ impl Validator<'_, '_> {
                 raw.span(),
                 "this check has no port to connect to",
                 "add port = 80 (or the port to check)",
+            );
+        }
+        if let (false, Some(t)) = (probe, &c.tls) {
+            self.r.error_hint(
+                t.span(),
+                "a `tls` table belongs to GSLB probes only",
+                "for a pool's checks, put it in [pool.tls] (the checks follow the pool)",
             );
         }
         let kind = match c.kind.unwrap_or(RawCheckType::Tcp) {
@@ -734,6 +760,16 @@ impl Validator<'_, '_> {
                 CheckKind::Tcp
             }
             RawCheckType::Http => CheckKind::Http(self.http_check(c)),
+            RawCheckType::Https => {
+                if !probe {
+                    self.r.error_hint(
+                        raw.span(),
+                        "type = \"https\" is for GSLB probes",
+                        "write type = \"http\"; a pool's checks use TLS when the pool has [pool.tls]",
+                    );
+                }
+                CheckKind::Http(self.http_check(c))
+            }
         };
         Check {
             kind,
@@ -1263,7 +1299,13 @@ impl Validator<'_, '_> {
 
     // === [gslb] ===
 
-    fn gslb(&mut self, raw: &S<RawGslb>, node: &Node, pools: &HashSet<&str>) -> Option<Gslb> {
+    fn gslb(
+        &mut self,
+        raw: &S<RawGslb>,
+        node: &Node,
+        pools: &HashSet<&str>,
+        base_dir: &Path,
+    ) -> Option<Gslb> {
         let g = raw.get_ref();
         let zone = self.domain(&g.zone, "zone");
         let listen = match &g.listen {
@@ -1382,13 +1424,25 @@ impl Validator<'_, '_> {
         self.unique_names(g.service.iter().map(|s| &s.get_ref().name), "service");
         let records = self.records(&g.record, &zone, default_ttl, &services);
         // Endpoints are addresses, not services: a probe says its port.
-        let probe = g.probe.as_ref().map(|p| self.check(p, true));
+        let probe = g.probe.as_ref().map(|p| self.probe(p, base_dir));
         for raw in &g.service {
             let raw = raw.get_ref();
-            let own = raw.probe.as_ref().map(|p| self.check(p, true));
+            let own = raw.probe.as_ref().map(|p| self.probe(p, base_dir));
             let name = raw.name.get_ref().to_ascii_lowercase();
             if let Some(svc) = services.iter_mut().find(|s| s.name == name) {
-                svc.probe = own.or_else(|| probe.clone());
+                svc.probe = own.or_else(|| probe.clone()).map(|mut p| {
+                    // A probe asks for the service as its clients do: by
+                    // its name (an ingress or a router chooses the app by
+                    // it; the certificate is for it).
+                    let fqdn = format!("{name}.{zone}");
+                    if let CheckKind::Http(h) = &mut p.check.kind {
+                        h.host.get_or_insert_with(|| fqdn.clone());
+                    }
+                    if let Some(t) = &mut p.tls {
+                        t.sni.get_or_insert(fqdn);
+                    }
+                    p
+                });
             }
         }
         let mut site_list: Vec<String> = sites.iter().map(|s| (*s).to_owned()).collect();
@@ -1763,7 +1817,7 @@ impl Validator<'_, '_> {
                 }
                 RawHealth::Table(t) => match (&t.pool, &t.check) {
                     (Some(p), None) => EndpointHealth::Pool(self.reference(p, pools, "pool")),
-                    (None, Some(c)) => EndpointHealth::Check(self.check(c, true)),
+                    (None, Some(c)) => EndpointHealth::Check(self.check(c, true, false)),
                     _ => {
                         self.r.error_hint(h.span(), "`health` needs exactly one of `pool` or `check`", "write { pool = \"NAME\" } or { check = { type = \"tcp\", port = 80 } }");
                         EndpointHealth::Always

@@ -214,6 +214,14 @@ fn each_rule_has_a_located_error() {
             "4:1: this check has no port to connect to",
         ),
         (
+            "[[pool]]\nname = \"q\"\n[pool.check]\ntype = \"https\"\n[[pool.server]]\nname = \"s\"\naddress = \"192.0.2.1:443\"\n",
+            "3:1: type = \"https\" is for GSLB probes",
+        ),
+        (
+            "[[pool]]\nname = \"q\"\n[pool.check]\ntype = \"http\"\n[pool.check.tls]\nverify = false\n[[pool.server]]\nname = \"s\"\naddress = \"192.0.2.1:443\"\n",
+            "5:1: a `tls` table belongs to GSLB probes only",
+        ),
+        (
             "[gslb]\nzone = \"g.example\"\n[[gslb.geo]]\ncidr = \"198.51.100.7/24\"\nsite = \"default\"\n",
             "4:8: `cidr` \"198.51.100.7/24\" has host bits set; write \"198.51.100.0/24\"",
         ),
@@ -431,19 +439,49 @@ fn gslb_probe_applies_to_every_service_unless_one_has_its_own() {
     let c = parse(text).unwrap();
     let g = c.gslb.unwrap();
     let all = g.probe.as_ref().expect("[gslb.probe] kept");
-    assert_eq!(all.port, Some(443));
-    assert_eq!(all.interval, Duration::from_millis(500));
-    assert_eq!(all.fall, 2);
+    assert_eq!(all.check.port, Some(443));
+    assert_eq!(all.check.interval, Duration::from_millis(500));
+    assert_eq!(all.check.fall, 2);
+    assert_eq!(all.tls, None);
     assert_eq!(g.services[0].probe.as_ref(), Some(all));
     let own = g.services[1].probe.as_ref().unwrap();
-    assert_eq!(own.port, Some(8080));
-    assert!(matches!(&own.kind, CheckKind::Http(h) if h.path == "/ready"));
+    assert_eq!(own.check.port, Some(8080));
+    // An HTTP probe asks for the service by its name.
+    assert!(matches!(&own.check.kind,
+        CheckKind::Http(h) if h.path == "/ready" && h.host.as_deref() == Some("b.g.example")));
     // Without a probe table nothing is probed.
     let c = parse(
         "[gslb]\nzone = \"g.example\"\npeers = [\"192.0.2.53\"]\n[[gslb.service]]\nname = \"a\"\n",
     )
     .unwrap();
     assert!(c.gslb.unwrap().services[0].probe.is_none());
+}
+
+#[test]
+fn https_probes_ask_for_the_service_by_name() {
+    let text = "[gslb]\nzone = \"g.example\"\npeers = [\"192.0.2.53\"]\n\
+         [gslb.probe]\ntype = \"https\"\nport = 443\npath = \"/healthz\"\n\
+         [[gslb.service]]\nname = \"a\"\n\
+         [[gslb.service]]\nname = \"b\"\n[gslb.service.probe]\ntype = \"http\"\nport = 8443\nhost = \"b.internal\"\n\
+         [gslb.service.probe.tls]\nca_file = \"ca.pem\"\nsni = \"b.internal\"\n";
+    let c = halo_config::parse(Path::new("/etc/halo/halo.toml"), text).unwrap();
+    let g = c.gslb.unwrap();
+    // As [gslb.probe] says; each service's copy names the service.
+    assert_eq!(g.probe.as_ref().unwrap().tls.as_ref().unwrap().sni, None);
+    let a = g.services[0].probe.as_ref().unwrap();
+    let tls = a.tls.as_ref().expect("https is TLS");
+    assert!(tls.verify);
+    assert_eq!(tls.ca_file, None);
+    assert_eq!(tls.sni.as_deref(), Some("a.g.example"));
+    assert!(
+        matches!(&a.check.kind, CheckKind::Http(h) if h.host.as_deref() == Some("a.g.example") && h.path == "/healthz")
+    );
+    // What a service writes itself stands; files are next to the config.
+    let b = g.services[1].probe.as_ref().unwrap();
+    let tls = b.tls.as_ref().unwrap();
+    assert_eq!(tls.sni.as_deref(), Some("b.internal"));
+    assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/halo/ca.pem")));
+    assert!(matches!(&b.check.kind, CheckKind::Http(h) if h.host.as_deref() == Some("b.internal")));
 }
 
 #[test]

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use halo_config::{Check, Config, EndpointHealth, Passive, ServerAddress};
+use halo_config::{Config, EndpointHealth, Passive, Probe, ServerAddress};
 use halo_gslb::snapshot::Probing;
 use halo_gslb::{Family, Holds, PeerResult, PeerStatus, PeerTable, Snapshot, Zone, rtype};
-use halo_health::{HealthHub, Monitor, Registry, ServerHealth, ServerKey, gslb_key};
+use halo_health::{HealthHub, Monitor, PoolTlsClient, Registry, ServerHealth, ServerKey, gslb_key};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
@@ -52,10 +52,16 @@ pub(crate) struct Plan {
     local: Vec<Vec<Local>>,
     interval: Duration,
     stale_after: Duration,
+    /// Per service, its probe's TLS client, if it probes over TLS.
+    probe_tls: Vec<Option<PoolTlsClient>>,
 }
 
 impl Plan {
-    pub(crate) fn new(config: &Config, registry: &Registry) -> Option<Self> {
+    pub(crate) fn new(
+        config: &Config,
+        registry: &Registry,
+        probe_tls: Vec<Option<PoolTlsClient>>,
+    ) -> Option<Self> {
         let gslb = config.gslb.as_ref()?;
         let zone = Arc::new(Zone::new(gslb, &config.node.site));
         let local = gslb
@@ -88,6 +94,7 @@ impl Plan {
             local,
             interval: gslb.peer_interval,
             stale_after: gslb.peer_stale_after,
+            probe_tls,
         })
     }
 
@@ -177,8 +184,8 @@ pub(crate) struct Controller {
     /// Returning endpoints held out of the answers (`hold_down`).
     holds: Holds,
     /// This node's probes of other sites' endpoints, by (service, address),
-    /// with the check each runs.
-    probes: HashMap<(String, IpAddr), (Check, Monitor)>,
+    /// with the probe each runs.
+    probes: HashMap<(String, IpAddr), (Probe, Monitor)>,
     probe_hub: HealthHub,
 }
 
@@ -481,28 +488,37 @@ impl Controller {
     /// Runs one probe for every other site's endpoint of a probed service in
     /// `snapshot` (those judged by verdict), and stops the others.
     fn sync_probes(&mut self, snapshot: &Snapshot) {
-        let mut wanted: HashMap<(String, IpAddr), Check> = HashMap::new();
-        for (svc, eps) in self.plan.zone.services.iter().zip(&snapshot.services) {
-            let Some(check) = &svc.probe else { continue };
+        let mut wanted: HashMap<(String, IpAddr), (Probe, Option<PoolTlsClient>)> = HashMap::new();
+        for (s, (svc, eps)) in self
+            .plan
+            .zone
+            .services
+            .iter()
+            .zip(&snapshot.services)
+            .enumerate()
+        {
+            let Some(probe) = &svc.probe else { continue };
+            let tls = self.plan.probe_tls.get(s).cloned().flatten();
             for e in eps.iter().filter(|e| e.judged.is_some()) {
-                wanted.insert((svc.name.clone(), e.address), check.clone());
+                wanted.insert((svc.name.clone(), e.address), (probe.clone(), tls.clone()));
             }
         }
         self.probes
-            .retain(|key, (check, _)| wanted.get(key) == Some(check));
-        for (key, check) in wanted {
+            .retain(|key, (probe, _)| wanted.get(key).is_some_and(|(p, _)| p == probe));
+        for (key, (probe, tls)) in wanted {
             if self.probes.contains_key(&key) {
                 continue;
             }
             // (Validation requires a probe's port.)
-            let port = check.port.unwrap_or(80);
-            let monitor = self.probe_hub.spawn(
+            let port = probe.check.port.unwrap_or(80);
+            let monitor = self.probe_hub.spawn_tls(
                 ServerKey::new(&format!("probe:{}", key.0), &key.1.to_string()),
                 &ServerAddress::Socket(SocketAddr::new(key.1, port)),
-                Some(&check),
+                Some(&probe.check),
                 Passive::default(),
+                tls,
             );
-            self.probes.insert(key, (check, monitor));
+            self.probes.insert(key, (probe, monitor));
         }
     }
 }

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use halo_config::Config;
-use halo_health::Registry;
+use halo_health::{PoolTlsClient, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
@@ -76,6 +76,9 @@ pub enum DnsError {
     /// The config has no `[gslb]`.
     #[error("the config has no [gslb]")]
     NoGslb,
+    /// A probe's TLS files (`ca_file`, `cert`, `key`) do not serve.
+    #[error("{0}")]
+    ProbeTls(halo_config::Diagnostic),
 }
 
 /// The running DNS tier. Dropping it stops the workers and the controller.
@@ -119,6 +122,28 @@ pub struct PreparedDns {
     /// The addresses not listened on yet: configured, bound, sockets.
     added: Vec<(SocketAddr, SocketAddr, Copies)>,
     threads: usize,
+    /// Per service, the TLS client of its probe (read once per load).
+    probe_tls: Vec<Option<PoolTlsClient>>,
+}
+
+/// Builds the TLS client of each service's probe, so that a CA file that
+/// cannot be read refuses the config instead of failing every probe (which
+/// would vote every other site down).
+fn probe_tls(g: &halo_config::Gslb) -> Result<Vec<Option<PoolTlsClient>>, DnsError> {
+    g.services
+        .iter()
+        .map(|s| {
+            s.probe
+                .as_ref()
+                .and_then(|p| p.tls.as_ref())
+                .map(|t| {
+                    halo_health::ServerTls::new(t)
+                        .map(|c| Arc::new(Ok(c)))
+                        .map_err(DnsError::ProbeTls)
+                })
+                .transpose()
+        })
+        .collect()
 }
 
 /// Binds `threads` copies of each address of `listen` not in `existing`.
@@ -179,6 +204,7 @@ impl Dns {
         };
         Ok(PreparedDns {
             listen: g.listen.clone(),
+            probe_tls: probe_tls(g)?,
             added: bind(&g.listen, &[], threads)?,
             threads,
         })
@@ -198,8 +224,13 @@ impl Dns {
         registry: &Registry,
         seed: u64,
     ) -> Result<Self, DnsError> {
-        let plan = Plan::new(config, registry).ok_or(DnsError::NoGslb)?;
-        let PreparedDns { added, threads, .. } = prepared;
+        let PreparedDns {
+            added,
+            threads,
+            probe_tls,
+            ..
+        } = prepared;
+        let plan = Plan::new(config, registry, probe_tls).ok_or(DnsError::NoGslb)?;
         let (published, controller, results) = control::first(plan, seed);
         let (notify_tx, notify_rx) = unbounded_channel();
         let stats = Arc::new(Stats::default());
@@ -295,6 +326,7 @@ impl Dns {
         let g = config.gslb.as_ref().ok_or(DnsError::NoGslb)?;
         Ok(PreparedDns {
             listen: g.listen.clone(),
+            probe_tls: probe_tls(g)?,
             added: bind(&g.listen, &self.listening, self.threads)?,
             threads: self.threads,
         })
@@ -314,9 +346,14 @@ impl Dns {
         config: &Config,
         registry: &Registry,
     ) -> Result<(), DnsError> {
-        let plan = Plan::new(config, registry).ok_or(DnsError::NoGslb)?;
+        let PreparedDns {
+            listen,
+            added,
+            probe_tls,
+            ..
+        } = prepared;
+        let plan = Plan::new(config, registry, probe_tls).ok_or(DnsError::NoGslb)?;
         let _ = self.control.send(Control::Reload(Box::new(plan)));
-        let PreparedDns { listen, added, .. } = prepared;
         self.listening.retain(|l| {
             let keep = listen.contains(&l.addr);
             if !keep {

@@ -39,7 +39,15 @@ fn apps() -> (u16, Vec<Option<TcpListener>>) {
     panic!("no port free on all three addresses");
 }
 
-fn config(site: &str, port: u16, peers: &[SocketAddr], probes: bool) -> halo_config::Config {
+/// A TCP probe of `port` every 100 ms, fall 2.
+fn tcp_probe(port: u16) -> String {
+    format!(
+        "[gslb.probe]\ntype = \"tcp\"\nport = {port}\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 2\n"
+    )
+}
+
+/// `probe`: the `[gslb.probe]` table, or "" for none.
+fn config(site: &str, port: u16, peers: &[SocketAddr], probe: &str) -> halo_config::Config {
     let address = SITES.iter().find(|(s, _)| *s == site).unwrap().1;
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
     let mut endpoints = String::new();
@@ -51,13 +59,6 @@ fn config(site: &str, port: u16, peers: &[SocketAddr], probes: bool) -> halo_con
             endpoints.push_str("    health = { pool = \"app\" }\n");
         }
     }
-    let probe = if probes {
-        format!(
-            "[gslb.probe]\ntype = \"tcp\"\nport = {port}\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 2\n"
-        )
-    } else {
-        String::new()
-    };
     let text = format!(
         r#"{node}[gslb]
 zone = "global.example.com"
@@ -85,8 +86,8 @@ struct Node {
     dns: Option<Dns>,
 }
 
-/// Three nodes peered with each other; `probes[i]`: node i probes.
-fn federation(rt: &tokio::runtime::Runtime, port: u16, probes: [bool; 3]) -> Vec<Node> {
+/// Three nodes peered with each other; `probes[i]`: node i's probe table.
+fn federation(rt: &tokio::runtime::Runtime, port: u16, probes: [&str; 3]) -> Vec<Node> {
     let mut nodes: Vec<Node> = SITES
         .iter()
         .zip(probes)
@@ -166,7 +167,8 @@ fn converge(nodes: &[&Node], want: &str) {
 fn a_silent_site_whose_app_answers_stays() {
     let rt = common::runtime();
     let (port, _apps) = apps();
-    let mut n = federation(&rt, port, [true, true, true]);
+    let probe = tcp_probe(port);
+    let mut n = federation(&rt, port, [&probe, &probe, &probe]);
     converge(&[&n[0], &n[1], &n[2]], ALL);
     n[0].dns = None;
     // Four times peer_stale_after, and the answer never changes.
@@ -186,7 +188,8 @@ fn a_silent_site_whose_app_answers_stays() {
 fn a_whole_site_outage_leaves_the_answers() {
     let rt = common::runtime();
     let (port, mut apps) = apps();
-    let mut n = federation(&rt, port, [true, true, true]);
+    let probe = tcp_probe(port);
+    let mut n = federation(&rt, port, [&probe, &probe, &probe]);
     converge(&[&n[0], &n[1], &n[2]], ALL);
     n[0].dns = None;
     apps[0] = None;
@@ -209,11 +212,133 @@ fn a_whole_site_outage_leaves_the_answers() {
 fn a_peer_without_probes_takes_part_as_before() {
     let rt = common::runtime();
     let (port, mut apps) = apps();
-    let mut n = federation(&rt, port, [true, true, false]);
+    let probe = tcp_probe(port);
+    let mut n = federation(&rt, port, [&probe, &probe, ""]);
     converge(&[&n[0], &n[1], &n[2]], ALL);
     n[0].dns = None;
     apps[0] = None;
     // West probes and withdraws east at once; north, without probes, as
     // before: once east's last answer is stale (1 s).
     converge(&[&n[1], &n[2]], "127.0.0.12 127.0.0.13");
+}
+
+/// `openssl` at `dir`, failing the test with its stderr.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate `name.pem` (key `name.key`) for the DNS name `dns`,
+/// signed by `ca.pem` in `dir`; or, with `name` "ca", that CA.
+fn certificate(dir: &Path, name: &str, dns: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &pem,
+        "-subj",
+        "/CN=halo test",
+        "-days",
+        "2",
+    ];
+    let san = format!("subjectAltName=DNS:{dns}");
+    if name != "ca" {
+        args.extend([
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-addext",
+            &san,
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ]);
+    }
+    openssl(dir, &args);
+}
+
+/// `https` probes verify the endpoint's certificate for the service's name
+/// (the default SNI): east's and west's apps are HTTPS servers (Debian's
+/// `openssl s_server -www`) with a certificate for `rr.global.example.com`,
+/// north's for another name. With east's and north's DNS nodes gone, west
+/// keeps east (its probe passes over TLS) and withdraws north (its probe
+/// fails the handshake): the same certificates, the same name, but one is
+/// not for it.
+#[test]
+fn https_probes_verify_the_service_name() {
+    if !common::have("/usr/bin/openssl", "openssl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("halo-verify-https-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    certificate(&dir, "ca", "");
+    certificate(&dir, "rr", "rr.global.example.com");
+    certificate(&dir, "other", "other.example.com");
+    let rt = common::runtime();
+    // The apps: s_server on the port apps() found free on all three.
+    let (port, listeners) = apps();
+    drop(listeners);
+    let mut servers: Vec<std::process::Child> = SITES
+        .iter()
+        .map(|(site, address)| {
+            let cert = if *site == "north" { "other" } else { "rr" };
+            std::process::Command::new("openssl")
+                .args(["s_server", "-quiet", "-www", "-accept"])
+                .arg(format!("{address}:{port}"))
+                .args([
+                    "-cert",
+                    &format!("{cert}.pem"),
+                    "-key",
+                    &format!("{cert}.key"),
+                ])
+                .current_dir(&dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let probe = format!(
+        "[gslb.probe]\ntype = \"https\"\nport = {port}\ninterval = \"100ms\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n\
+         [gslb.probe.tls]\nca_file = \"{}\"\n",
+        dir.join("ca.pem").display()
+    );
+    let mut n = federation(&rt, port, [&probe, &probe, &probe]);
+    converge(&[&n[0], &n[1], &n[2]], ALL);
+    n[0].dns = None;
+    n[2].dns = None;
+    converge(&[&n[1]], "127.0.0.11 127.0.0.12");
+    let status = n[1].dns.as_ref().unwrap().published();
+    let judged = |address: &str| {
+        status.snapshot.services[0]
+            .iter()
+            .find(|e| e.address.to_string() == address)
+            .and_then(|e| e.judged)
+            .unwrap()
+    };
+    assert_eq!(judged("127.0.0.11").mine, Some(true));
+    assert_eq!(judged("127.0.0.13").mine, Some(false));
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,7 +47,7 @@ pub struct ServiceDef {
     /// How long a returning endpoint must stay up before it is answered.
     pub hold_down: std::time::Duration,
     /// How this node probes the other sites' endpoints; None: it does not.
-    pub probe: Option<halo_config::Check>,
+    pub probe: Option<halo_config::Probe>,
     /// Configured endpoints.
     pub endpoints: Vec<EndpointDef>,
 }

@@ -24,6 +24,24 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<ExitCode> {
                     .filter_map(|p| p.tls.as_ref())
                     .filter_map(|t| halo_health::ServerTls::new(t).err()),
             );
+            // GSLB probes over TLS (one per service; several share the
+            // [gslb.probe] table, reported once).
+            let mut probe_tls: Vec<&halo_config::PoolTls> = Vec::new();
+            for t in config
+                .gslb
+                .iter()
+                .flat_map(|g| &g.services)
+                .filter_map(|s| s.probe.as_ref()?.tls.as_ref())
+            {
+                if !probe_tls.iter().any(|seen| seen.origin == t.origin) {
+                    probe_tls.push(t);
+                }
+            }
+            problems.extend(
+                probe_tls
+                    .into_iter()
+                    .filter_map(|t| halo_health::ServerTls::new(t).err()),
+            );
             if !problems.is_empty() {
                 report(&ConfigError::Invalid(problems))?;
                 return Ok(ExitCode::FAILURE);
