@@ -175,6 +175,8 @@ trials "gdnsd-${GIV}s" "$GIV" $GPORT
 #          others' packets time out): a site losing power or its uplink
 # Needs root (namespaces); SITE_TRIALS (7) per case with probes,
 # STALE_TRIALS (3) for crash and link without (each waits peer_stale_after).
+# The nodes log at SITE_LOG (default warn; info keeps every "GSLB verdict")
+# to site<N>-<yes|no>.log in the work directory, which is kept.
 SITE_TRIALS=${SITE_TRIALS:-7}
 STALE_TRIALS=${STALE_TRIALS:-3}
 ID=$$
@@ -247,7 +249,7 @@ site_app() {  # index
   SITE_APP[$1]=$!; PIDS+=("${SITE_APP[$1]}")
 }
 site_halo() {  # index mode
-  RUST_LOG=warn ip netns exec "$(site_ns "$1")" "$HALO" run -c "$WORK/site$1-$2.toml" >> "$WORK/site$1-$2.log" 2>&1 &
+  RUST_LOG=${SITE_LOG:-warn} ip netns exec "$(site_ns "$1")" "$HALO" run -c "$WORK/site$1-$2.toml" >> "$WORK/site$1-$2.log" 2>&1 &
   SITE_HALO[$1]=$!; PIDS+=("${SITE_HALO[$1]}")
 }
 swatch() { ip netns exec "$CL" python3 "$HERE/dns/watch.py" "$@"; }

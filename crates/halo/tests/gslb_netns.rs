@@ -565,6 +565,16 @@ fn three_sites_partitions_heal_and_whole_site_outage() {
             fed.sites[i].name
         );
     }
+    // And east stays out while it is gone (past peer_stale_after too).
+    let seen = fed.watch(&[west, north], Duration::from_secs(6));
+    for (node, answers) in ["west", "north"].iter().zip(&seen) {
+        assert_eq!(
+            answers,
+            &vec![rest.clone()],
+            "{node} brought east back while it was gone\n{}",
+            fed.logs()
+        );
+    }
     #[allow(clippy::print_stderr, reason = "the measured time, for the reader")]
     {
         eprintln!(
